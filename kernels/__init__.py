@@ -1,0 +1,1 @@
+"""Numba kernels of speechlstm: arithmetic only; orchestration lives in ``speechlstm``."""

@@ -1,0 +1,1 @@
+"""Models shipped with speechlstm (package data: one directory per model)."""

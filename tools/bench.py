@@ -1,0 +1,169 @@
+#!/usr/bin/env python
+"""speechlstm benchmarks against peers, all measured in ONE run on the same data.
+
+Usage::
+
+    python tools/bench.py            # table
+    python tools/bench.py --json     # table, then one JSON object on the last line
+
+Keys (ratios > 1 mean speechlstm is faster):
+
+- ``frontend_speedup_vs_librosa``: the same log-mel features, one thread on both sides (tools/bench_frontend.py);
+- ``bilstm_speedup_vs_torch_b1`` / ``_b16``: 3 x 320 BiLSTM, 40 inputs, T=1000, 2 threads, torch.nn.LSTM peer
+  (tools/bench_bilstm.py; skipped with a note when torch is absent: ``pip install -e '.[bench]'``);
+- ``pipeline_rtf``: processing seconds per audio second of the whole ``Recognizer.transcribe`` path (file decode,
+  features, 3 x 320 BiLSTM, beam search 8) on 60 s of real speech, 2 threads;
+- ``cli_startup_s``: wall clock of ``speechlstm transcribe`` on a 1 s file with a warm Numba cache (best of 5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+DATA = HERE.parent.parent / "shared" / "data"
+
+
+def speech_signal(seconds: float, sr: int = 16000):
+    """Real speech (LJSpeech dev clips, concatenated) of the given length, float32; noise if the data is absent."""
+    import numpy as np
+    import soundfile as sf
+
+    clips = sorted((DATA / "real" / "audio" / "ljspeech").glob("*.flac"))
+    parts, total = [], 0
+    for p in clips:
+        x, r = sf.read(p, dtype="float32")
+        if r != sr:
+            continue
+        parts.append(x)
+        total += len(x)
+        if total >= seconds * sr:
+            break
+    if not parts:
+        return (np.random.default_rng(0).standard_normal(int(seconds * sr)) * 0.1).astype(np.float32)
+    x = np.concatenate(parts)
+    while len(x) < seconds * sr:
+        x = np.concatenate([x, x])
+    return np.ascontiguousarray(x[: int(seconds * sr)])
+
+
+def bench_model_dir(dst: Path, hidden: int = 320, layers: int = 3) -> Path:
+    """A random-weight model of benchmark size (until the shipped model exists)."""
+    from speechlstm.model import ModelConfig, random_weights, save_model
+
+    cfg = ModelConfig.example(hidden_size=hidden, num_layers=layers)
+    cfg.name = f"bench-random-{layers}x{hidden}"
+    save_model(dst, cfg, random_weights(cfg, seed=0))
+    return dst
+
+
+def bench_pipeline(model_dir: Path, seconds: float = 60.0, repeats: int = 3) -> dict:
+    import numba
+    import soundfile as sf
+
+    from speechlstm import Recognizer
+
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "speech.flac"
+        sf.write(wav, speech_signal(seconds), 16000)
+        rec = Recognizer(model_dir, device="cpu", beam_width=8)
+        rec.transcribe(speech_signal(2.0), sample_rate=16000)  # compile / warm up
+        best, timings = float("inf"), None
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            tr = rec.transcribe(str(wav))
+            dt = time.perf_counter() - t0
+            if dt < best:
+                best, timings = dt, tr.timings
+    return {"pipeline_rtf": best / seconds, "pipeline_seconds_audio": seconds,
+            "pipeline_breakdown_s": {k: round(v, 3) for k, v in timings.items()}}
+
+
+def bench_cli_startup(model_dir: Path, repeats: int = 5) -> dict:
+    import soundfile as sf
+
+    exe = shutil.which("speechlstm")
+    cmd = [exe] if exe else [sys.executable, "-m", "speechlstm"]
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "one.wav"
+        sf.write(wav, speech_signal(1.0), 16000)
+        full = cmd + ["transcribe", str(wav), "--model", str(model_dir)]
+        subprocess.run(full, check=True, capture_output=True)  # warm the Numba cache
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            subprocess.run(full, check=True, capture_output=True)
+            best = min(best, time.perf_counter() - t0)
+    return {"cli_startup_s": best}
+
+
+def machine() -> str:
+    cpu = platform.processor() or ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    ap.add_argument("--quick", action="store_true", help="fewer repeats and shorter inputs (smoke test)")
+    args = ap.parse_args(argv)
+
+    from bench_bilstm import bench_bilstm
+    from bench_frontend import bench_frontend
+
+    results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    reps = 2 if args.quick else 5
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = bench_model_dir(Path(tmp) / "model")
+        steps = [
+            ("front end vs librosa", lambda: bench_frontend(seconds=10.0 if args.quick else 60.0, repeats=reps)),
+            ("BiLSTM vs torch", lambda: bench_bilstm(T=200 if args.quick else 1000, repeats=2 if args.quick else 3)),
+            ("pipeline", lambda: bench_pipeline(model_dir, seconds=10.0 if args.quick else 60.0,
+                                                repeats=1 if args.quick else 3)),
+            ("CLI start-up", lambda: bench_cli_startup(model_dir, repeats=2 if args.quick else 5)),
+        ]
+        for label, fn in steps:
+            print(f"... {label}", file=sys.stderr, flush=True)
+            results.update(fn())
+
+    rows = [
+        ("front end speed-up vs librosa (1 thread)", "frontend_speedup_vs_librosa", "x", ">= 3"),
+        ("BiLSTM speed-up vs torch, batch 1", "bilstm_speedup_vs_torch_b1", "x", ">= 1.0"),
+        ("BiLSTM speed-up vs torch, batch 16", "bilstm_speedup_vs_torch_b16", "x", ">= 1.0"),
+        ("pipeline real-time factor (2 threads)", "pipeline_rtf", "", "lower is better"),
+        ("CLI start-up, warm cache", "cli_startup_s", "s", "<= 1.5 s"),
+    ]
+    print(f"speechlstm benchmarks  {results['date']}  {results['machine']}")
+    print(f"{'measure':44s} {'value':>10s}  target")
+    for label, key, unit, target in rows:
+        v = results.get(key)
+        shown = f"{v:.3f}{unit}" if isinstance(v, (int, float)) else "skipped"
+        print(f"{label:44s} {shown:>10s}  {target}")
+    for k, v in results.items():
+        if k.endswith("_note"):
+            print(f"note: {v}")
+    if args.json:
+        print(json.dumps(results, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
