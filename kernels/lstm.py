@@ -28,10 +28,12 @@ batched with (bit-identical).  Accumulation is float32 with fused multiply-adds;
 
 from __future__ import annotations
 
+import threading
+
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import carray, njit, prange, types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = ["pack_direction", "bilstm_layer", "stack_frames", "linear_log_softmax"]
@@ -64,14 +66,17 @@ def _stack_f32(typingctx, n):
     size = n.literal_value
 
     def codegen(context, builder, sig, args):
-        ptr = cgutils.alloca_once(builder, ir.ArrayType(ir.FloatType(), size))
+        # entry-block alloca, not zero-filled (cgutils.alloca_once would store zeros,
+        # which costs a store-forwarding stall per tile)
+        with builder.goto_entry_block():
+            ptr = builder.alloca(ir.ArrayType(ir.FloatType(), size))
+            ptr.align = 64
         return builder.bitcast(ptr, ir.PointerType(ir.FloatType()))
 
     return types.CPointer(types.float32)(n), codegen
 
 
 # ---------------------------------------------------------------- activations
-_F0 = np.float32(0.0)
 _HALF = np.float32(0.5)
 _TCLAMP = np.float32(7.90531110763549805)
 _NTCLAMP = np.float32(-7.90531110763549805)
@@ -115,19 +120,28 @@ def _sigmoid32(x):
 
 
 # ---------------------------------------------------------------- micro-kernels
-# Indices computed from arguments are signed for Numba, which then emits a
-# negative-index wrap-around per element and LLVM falls back to gathers/scalar
-# stores.  The kernels therefore index row *views* (made once per tile) with
-# ``range`` loop variables only, which LLVM knows to be non-negative.
+# Code-generation notes (checked with ``inspect_asm``: the k loops are 16 zmm
+# ``vfmadd231ps`` with broadcast operands, accumulators held in registers):
+# * indices computed from arguments are signed for Numba, which then emits a
+#   negative-index wrap-around per element, and LLVM falls back to gathers and
+#   scalar stores; the kernels index row *views* (made once per tile) with
+#   ``range`` loop variables only, which LLVM knows to be non-negative;
+# * tile rows are written out explicitly (no loop over rows) so that every
+#   accumulator access has a constant offset and SROA keeps the tile in registers;
+# * ``error_model="numpy"`` drops the division-by-zero branch that would stop the
+#   activations from vectorizing.
 
 @njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 def _gemm_tile4(X, rows, m0, Wp, nb, bias, Y):
     """Y[m0:m0+4, 64nb:64nb+64] = bias[nb] + X[rows[m0:m0+4]] @ Wp[nb]."""
     acc = carray(_stack_f32(_NACC), (_MR, _NW))
     bv = bias[nb]
-    for r in range(_MR):
-        for j in range(_NW):
-            acc[r, j] = bv[j]
+    for j in range(_NW):
+        b = bv[j]
+        acc[0, j] = b
+        acc[1, j] = b
+        acc[2, j] = b
+        acc[3, j] = b
     x0 = X[rows[m0]]
     x1 = X[rows[m0 + 1]]
     x2 = X[rows[m0 + 2]]
@@ -145,10 +159,15 @@ def _gemm_tile4(X, rows, m0, Wp, nb, bias, Y):
             acc[2, j] += a2 * w
             acc[3, j] += a3 * w
     c0 = nb * _NW
-    for r in range(_MR):
-        y = Y[m0 + r, c0:c0 + _NW]
-        for j in range(_NW):
-            y[j] = acc[r, j]
+    y0 = Y[m0, c0:c0 + _NW]
+    y1 = Y[m0 + 1, c0:c0 + _NW]
+    y2 = Y[m0 + 2, c0:c0 + _NW]
+    y3 = Y[m0 + 3, c0:c0 + _NW]
+    for j in range(_NW):
+        y0[j] = acc[0, j]
+        y1[j] = acc[1, j]
+        y2[j] = acc[2, j]
+        y3[j] = acc[3, j]
 
 
 @njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
@@ -209,10 +228,15 @@ def _lstm_tile4(hprev, pos0, Whh, nb, xp, m0, c, hnext):
     """Gates of rows pos0..pos0+3, hidden block nb: xp + hprev @ Whh[nb], fused cell."""
     acc = carray(_stack_f32(_NACC), (_MR, _NW))
     c0 = nb * _NW
-    for r in range(_MR):
-        xv = xp[m0 + r, c0:c0 + _NW]
-        for j in range(_NW):
-            acc[r, j] = xv[j]
+    xv0 = xp[m0, c0:c0 + _NW]
+    xv1 = xp[m0 + 1, c0:c0 + _NW]
+    xv2 = xp[m0 + 2, c0:c0 + _NW]
+    xv3 = xp[m0 + 3, c0:c0 + _NW]
+    for j in range(_NW):
+        acc[0, j] = xv0[j]
+        acc[1, j] = xv1[j]
+        acc[2, j] = xv2[j]
+        acc[3, j] = xv3[j]
     h0 = hprev[pos0]
     h1 = hprev[pos0 + 1]
     h2 = hprev[pos0 + 2]
@@ -230,8 +254,10 @@ def _lstm_tile4(hprev, pos0, Whh, nb, xp, m0, c, hnext):
             acc[2, j] += a2 * w
             acc[3, j] += a3 * w
     u0 = nb * _U
-    for r in range(_MR):
-        _cells(acc, r, c, pos0 + r, u0, hnext)
+    _cells(acc, 0, c, pos0, u0, hnext)
+    _cells(acc, 1, c, pos0 + 1, u0, hnext)
+    _cells(acc, 2, c, pos0 + 2, u0, hnext)
+    _cells(acc, 3, c, pos0 + 3, u0, hnext)
 
 
 @njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
@@ -240,9 +266,9 @@ def _lstm_row2(hprev, pos, Whh, nb, xp, m, c, hnext):
     acc = carray(_stack_f32(_NACC2), (2, _NW))
     c0 = nb * _NW
     xv = xp[m, c0:c0 + 2 * _NW]
-    for q in range(2):
-        for j in range(_NW):
-            acc[q, j] = xv[q * _NW + j]
+    for j in range(_NW):
+        acc[0, j] = xv[j]
+        acc[1, j] = xv[_NW + j]
     h0 = hprev[pos]
     W0 = Whh[nb]
     W1 = Whh[nb + 1]
@@ -251,8 +277,8 @@ def _lstm_row2(hprev, pos, Whh, nb, xp, m, c, hnext):
         for j in range(_NW):
             acc[0, j] += a0 * W0[k, j]
             acc[1, j] += a0 * W1[k, j]
-    for q in range(2):
-        _cells(acc, q, c, pos, (nb + q) * _U, hnext)
+    _cells(acc, 0, c, pos, nb * _U, hnext)
+    _cells(acc, 1, c, pos, nb * _U + _U, hnext)
 
 
 @njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
@@ -314,13 +340,15 @@ def _run_direction(X2, T, lengths, order, reverse, Wih, Whh, bias, out, col0):
             m0 = rowoff[s - s0]
             hp = h[s & 1]
             hn = h[1 - (s & 1)]
+            # blocks in snake order (reversed on odd steps): W_hh does not fit in
+            # L2, and the panels used last in one step are the first of the next
             n4 = na - na % _MR
             if n4 > 0:
-                for nb in range(NB):
+                for i in range(NB):
+                    nb = NB - 1 - i if s & 1 else i
                     for p0 in range(0, n4, _MR):
                         _lstm_tile4(hp, p0, Whh, nb, xp, m0 + p0, c, hn)
             for pos in range(n4, na):
-                # snake order over blocks: the panels used last stay in cache
                 if s & 1:
                     if NB & 1:
                         _lstm_row1(hp, pos, Whh, NB - 1, xp, m0 + pos, c, hn)
@@ -349,14 +377,50 @@ def _bilstm_kernel(x, lengths, order, wih_f, whh_f, b_f, wih_b, whh_b, b_b):
     out = np.zeros((B, T, 2 * H), np.float32)
     X2 = x.reshape(B * T, In)
     for d in prange(2):
-        if d == 0:
-            _run_direction(X2, T, lengths, order, False, wih_f, whh_f, b_f, out, 0)
-        else:
-            _run_direction(X2, T, lengths, order, True, wih_b, whh_b, b_b, out, H)
+        wih, whh, b = (wih_f, whh_f, b_f) if d == 0 else (wih_b, whh_b, b_b)
+        _run_direction(X2, T, lengths, order, d == 1, wih, whh, b, out, d * H)
     return out
 
 
 # ---------------------------------------------------------------- public API
+_LAUNCH_LOCK = threading.Lock()
+
+
+def _launch(kernel, *args):
+    """Call a ``parallel=True`` kernel from any Python thread.
+
+    Numba's OpenMP and TBB threading layers accept concurrent launches; its
+    fallback "workqueue" layer aborts the process on them, so there (and before
+    the first launch has chosen a layer) launches are serialized.
+    """
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet
+        layer = ""
+    if layer in ("omp", "tbb"):
+        return kernel(*args)
+    with _LAUNCH_LOCK:
+        return kernel(*args)
+
+
+def _as_pack(pack, name):
+    """The three packed arrays, as float32 C-contiguous writeable arrays (one kernel signature)."""
+    if len(pack) != 3:
+        raise ValueError(f"{name} must be the 3-tuple returned by pack_direction")
+    out = []
+    for a, nd in zip(pack, (3, 3, 2)):
+        a = np.asarray(a)
+        if a.ndim != nd or a.shape[-1] != _NW:
+            raise ValueError(f"{name} must be the 3-tuple returned by pack_direction")
+        if a.dtype != np.float32 or not a.flags.c_contiguous or not a.flags.writeable:
+            a = np.array(a, dtype=np.float32, order="C")
+        out.append(a)
+    wih, whh, b = out
+    if whh.shape[0] != wih.shape[0] or b.shape[0] != wih.shape[0] or whh.shape[0] != -(-whh.shape[1] // _U):
+        raise ValueError(f"{name} has inconsistent shapes")
+    return wih, whh, b
+
+
 def pack_direction(w_ih, w_hh, bias):
     """Pack one LSTM direction's weights into the kernels' blocked layout.
 
@@ -458,8 +522,8 @@ def bilstm_layer(x, lengths, fw_pack, bw_pack):
     if x.ndim != 3:
         raise ValueError(f"x must have shape (B, T, In), got {x.shape}")
     B, T, In = x.shape
-    wih_f, whh_f, b_f = fw_pack
-    wih_b, whh_b, b_b = bw_pack
+    wih_f, whh_f, b_f = _as_pack(fw_pack, "fw_pack")
+    wih_b, whh_b, b_b = _as_pack(bw_pack, "bw_pack")
     if wih_f.shape[1] != In or wih_b.shape[1] != In:
         raise ValueError(f"x has {In} features, the weights expect {wih_f.shape[1]}")
     if whh_f.shape != whh_b.shape:
@@ -469,7 +533,7 @@ def bilstm_layer(x, lengths, fw_pack, bw_pack):
     if B == 0 or T == 0:
         return np.zeros((B, T, 2 * H), np.float32)
     order = np.argsort(-lengths, kind="stable").astype(np.int64)
-    return _bilstm_kernel(x, lengths, order, wih_f, whh_f, b_f, wih_b, whh_b, b_b)
+    return _launch(_bilstm_kernel, x, lengths, order, wih_f, whh_f, b_f, wih_b, whh_b, b_b)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -529,6 +593,79 @@ def stack_frames(x, lengths, k):
     return out, ((lengths64 + k - 1) // k).astype(np.int32)
 
 
+_ONE = np.float32(1.0)
+_NEG_INF = np.float32(-np.inf)
+_EXP_LO = np.float32(-87.0)
+_LOG2E = np.float32(1.44269504088896341)
+_LN2_HI = np.float32(0.693359375)
+_LN2_LO = np.float32(-2.12194440e-4)
+_E5 = np.float32(1.9875691500e-4)
+_E4 = np.float32(1.3981999507e-3)
+_E3 = np.float32(8.3334519073e-3)
+_E2 = np.float32(4.1665795894e-2)
+_E1 = np.float32(1.6666665459e-1)
+_E0 = np.float32(5.0000001201e-1)
+_P0, _P1, _P2, _P3, _P4, _P5, _P6 = (np.float32(2.0 ** -(1 << i)) for i in range(7))
+
+
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy", inline="always")
+def _exp_neg32(x):
+    """float32 exp for x <= 0 (relative error < 1e-7 above -87, vectorizable).
+
+    Cephes-style: x = n ln2 + r, polynomial for exp(r); 2^-n, 0 <= n <= 126, is
+    built from its bits by exact multiplications (no integer/float bit casts,
+    which would not vectorize in Numba).
+    """
+    x = max(x, _EXP_LO)
+    n = np.floor(x * _LOG2E + _HALF)
+    r = x - n * _LN2_HI
+    r = r - n * _LN2_LO
+    p = _E5
+    p = p * r + _E4
+    p = p * r + _E3
+    p = p * r + _E2
+    p = p * r + _E1
+    p = p * r + _E0
+    e = p * (r * r) + r + _ONE
+    k = np.int32(-n)
+    f = _P0 if k & 1 else _ONE
+    f = f * (_P1 if k & 2 else _ONE)
+    f = f * (_P2 if k & 4 else _ONE)
+    f = f * (_P3 if k & 8 else _ONE)
+    f = f * (_P4 if k & 16 else _ONE)
+    f = f * (_P5 if k & 32 else _ONE)
+    f = f * (_P6 if k & 64 else _ONE)
+    return e * f
+
+
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
+def _log_softmax_row(y, V, o):
+    """o[:V] = log_softmax(y[:V]); y has a multiple of 16 entries (V <= len(y))."""
+    G = y.shape[0]
+    lanes = carray(_stack_f32(_U), (_U,))
+    for j in range(_U):
+        lanes[j] = _NEG_INF
+    for v0 in range(0, G, _U):
+        yv = y[v0:v0 + _U]
+        for j in range(_U):
+            lanes[j] = max(lanes[j], yv[j] if v0 + j < V else _NEG_INF)
+    mx = lanes[0]
+    for j in range(1, _U):
+        mx = max(mx, lanes[j])
+    for j in range(_U):
+        lanes[j] = 0
+    for v0 in range(0, G, _U):
+        yv = y[v0:v0 + _U]
+        for j in range(_U):
+            lanes[j] += _exp_neg32(yv[j] - mx) if v0 + j < V else 0
+    s = 0.0
+    for j in range(_U):
+        s += lanes[j]
+    lse = mx + np.float32(np.log(s))
+    for v in range(V):
+        o[v] = y[v] - lse
+
+
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def _linear_lsm_kernel(x, lengths, Wp, bp, V):
     B, T, D = x.shape
@@ -546,15 +683,7 @@ def _linear_lsm_kernel(x, lengths, Wp, bp, V):
         y = np.empty((t1 - t0, G), np.float32)
         _gemm_rows(X2, rows, Wp, bp, y)
         for i in range(t1 - t0):
-            mx = y[i, 0]
-            for v in range(1, V):
-                mx = max(mx, y[i, v])
-            s = 0.0
-            for v in range(V):
-                s += np.exp(np.float64(y[i, v] - mx))
-            lse = mx + np.float32(np.log(s))
-            for v in range(V):
-                out[b, t0 + i, v] = y[i, v] - lse
+            _log_softmax_row(y[i], V, out[b, t0 + i])
     return out
 
 
@@ -601,4 +730,4 @@ def linear_log_softmax(x, lengths, weight, bias):
     Wp = np.ascontiguousarray(Wp.reshape(NB, _NW, D).transpose(0, 2, 1))
     bp = np.zeros(NB * _NW, np.float32)
     bp[:V] = bias
-    return _linear_lsm_kernel(x, lengths, Wp, bp.reshape(NB, _NW), V)
+    return _launch(_linear_lsm_kernel, x, lengths, Wp, bp.reshape(NB, _NW), V)

@@ -102,6 +102,18 @@ def test_single_layer_matches_reference(H, In, lengths):
         assert np.all(y[b, n:] == 0)
 
 
+@pytest.mark.parametrize("lengths", [[150], [130, 70], [97, 97, 96, 40, 5]])
+def test_long_sequences_cross_projection_chunks(lengths):
+    # the input projection is computed in chunks of time steps: cross several
+    rng = np.random.default_rng(len(lengths))
+    H, In = 20, 6
+    fw, bw = rand_direction(rng, In, H), rand_direction(rng, In, H)
+    lengths = np.array(lengths, np.int32)
+    x = padded_input(rng, lengths, In)
+    y = lstm.bilstm_layer(x, lengths, lstm.pack_direction(*fw), lstm.pack_direction(*bw))
+    assert_close_per_direction(y, ref_layer(x, lengths, fw, bw), H)
+
+
 def test_saturated_gates_match_reference():
     # large weights: gates and tanh(c) saturate, exercising the clamped branches
     rng = np.random.default_rng(7)
