@@ -37,7 +37,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .lstm import _launch
+from .lstm import launch_parallel
 
 __all__ = ["ctc_loss_and_grad", "ctc_loss", "ctc_min_frames"]
 
@@ -391,7 +391,7 @@ def _run(x, xl, lab, ll, blank, with_grad, grad):
         return losses.astype(x.dtype)
     if x.dtype == np.float32:
         owner, nw = _assign(xl, ll, x.shape[2])
-        _launch(_loss_grad_kernel, x, xl, lab, ll, blank, with_grad, owner, nw, losses, grad)
+        launch_parallel(_loss_grad_kernel, x, xl, lab, ll, blank, with_grad, owner, nw, losses, grad)
     else:
         _worker(0, np.zeros(B, np.int64), x, xl, lab, ll, blank, with_grad, losses, grad)
     return losses.astype(x.dtype)

@@ -386,7 +386,7 @@ def _bilstm_kernel(x, lengths, order, wih_f, whh_f, b_f, wih_b, whh_b, b_b):
 _LAUNCH_LOCK = threading.Lock()
 
 
-def _launch(kernel, *args):
+def launch_parallel(kernel, *args):
     """Call a ``parallel=True`` kernel from any Python thread.
 
     Numba's OpenMP and TBB threading layers accept concurrent launches; its
@@ -533,7 +533,7 @@ def bilstm_layer(x, lengths, fw_pack, bw_pack):
     if B == 0 or T == 0:
         return np.zeros((B, T, 2 * H), np.float32)
     order = np.argsort(-lengths, kind="stable").astype(np.int64)
-    return _launch(_bilstm_kernel, x, lengths, order, wih_f, whh_f, b_f, wih_b, whh_b, b_b)
+    return launch_parallel(_bilstm_kernel, x, lengths, order, wih_f, whh_f, b_f, wih_b, whh_b, b_b)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -730,4 +730,4 @@ def linear_log_softmax(x, lengths, weight, bias):
     Wp = np.ascontiguousarray(Wp.reshape(NB, _NW, D).transpose(0, 2, 1))
     bp = np.zeros(NB * _NW, np.float32)
     bp[:V] = bias
-    return _launch(_linear_lsm_kernel, x, lengths, Wp, bp.reshape(NB, _NW), V)
+    return launch_parallel(_linear_lsm_kernel, x, lengths, Wp, bp.reshape(NB, _NW), V)

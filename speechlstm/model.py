@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,11 +302,11 @@ class AcousticModel:
             if f.ndim != 2 or f.shape[1] != a.input_dim:
                 raise ValueError(f"features must be (T, {a.input_dim}), got {f.shape}")
             x[b, : f.shape[0]] = f
-        with _kernel_lock():
-            x, lengths = self._lstm.stack_frames(x, lengths, a.frame_stacking)
-            for fw, bw in self._packed:
-                x = self._lstm.bilstm_layer(x, lengths, fw, bw)
-            lp = self._lstm.linear_log_softmax(x, lengths, self._out_w, self._out_b)
+        # the kernels serialize their own parallel launches where Numba's threading layer needs it
+        x, lengths = self._lstm.stack_frames(x, lengths, a.frame_stacking)
+        for fw, bw in self._packed:
+            x = self._lstm.bilstm_layer(x, lengths, fw, bw)
+        lp = self._lstm.linear_log_softmax(x, lengths, self._out_w, self._out_b)
         return [lp[b, : lengths[b]] for b in range(B)]
 
     def summary(self) -> str:
@@ -330,28 +329,6 @@ class AcousticModel:
             f"parameters:   {self.num_parameters:,}",
         ]
         return "\n".join(lines)
-
-
-_LOCK = threading.Lock()
-
-
-class _NullLock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _kernel_lock():
-    """Serialize parallel kernels only when Numba's threading layer cannot run them concurrently (workqueue)."""
-    try:
-        import numba
-
-        layer = numba.threading_layer()
-    except (ValueError, ImportError):  # no parallel region has run yet: be safe
-        return _LOCK
-    return _LOCK if layer == "workqueue" else _NullLock()
 
 
 def _validate_weights(config: ModelConfig, weights: dict, where: str) -> dict:

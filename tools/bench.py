@@ -13,7 +13,11 @@ Keys (ratios > 1 mean speechlstm is faster):
   (tools/bench_bilstm.py; skipped with a note when torch is absent: ``pip install -e '.[bench]'``);
 - ``pipeline_rtf``: processing seconds per audio second of the whole ``Recognizer.transcribe`` path (file decode,
   features, 3 x 320 BiLSTM, beam search 8) on 60 s of real speech, 2 threads;
-- ``cli_startup_s``: wall clock of ``speechlstm transcribe`` on a 1 s file with a warm Numba cache (best of 5).
+- ``cli_startup_s``: wall clock of ``speechlstm transcribe`` on a 1 s file with a warm Numba cache (best of 5);
+- ``ctc_loss_speedup_vs_torch``: CTC loss + gradient w.r.t. the logits, batch 16, T=500, 30 classes, 2 threads,
+  peer torch log_softmax + F.ctc_loss + backward (tools/bench_ctc_loss.py);
+- ``train_step_speedup_vs_torch``: forward + CTC + backward + Adam, 3 x 320 BiLSTM, batch 16, T=500, 30 classes,
+  2 threads, peer torch.nn.LSTM + F.ctc_loss + torch.optim.Adam (tools/bench_train.py).
 """
 
 from __future__ import annotations
@@ -108,6 +112,11 @@ def bench_cli_startup(model_dir: Path, repeats: int = 5) -> dict:
     return {"cli_startup_s": best}
 
 
+def _prefixed(prefix: str, d: dict) -> dict:
+    """Prefix a sub-benchmark's generic keys (numba_ms, torch_ms, ...) so they do not collide."""
+    return {k if k.startswith(prefix) else f"{prefix}_{k}": v for k, v in d.items()}
+
+
 def machine() -> str:
     cpu = platform.processor() or ""
     try:
@@ -127,7 +136,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from bench_bilstm import bench_bilstm
+    from bench_ctc_loss import bench_ctc_loss
     from bench_frontend import bench_frontend
+    from bench_train import bench_train_step
 
     results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
     reps = 2 if args.quick else 5
@@ -139,6 +150,9 @@ def main(argv=None) -> int:
             ("pipeline", lambda: bench_pipeline(model_dir, seconds=10.0 if args.quick else 60.0,
                                                 repeats=1 if args.quick else 3)),
             ("CLI start-up", lambda: bench_cli_startup(model_dir, repeats=2 if args.quick else 5)),
+            ("CTC loss vs torch", lambda: _prefixed("ctc_loss", bench_ctc_loss(repeats=2 if args.quick else 5))),
+            ("training step vs torch", lambda: _prefixed("train_step", bench_train_step(
+                repeats=1 if args.quick else 3, T=100 if args.quick else 500))),
         ]
         for label, fn in steps:
             print(f"... {label}", file=sys.stderr, flush=True)
@@ -150,6 +164,8 @@ def main(argv=None) -> int:
         ("BiLSTM speed-up vs torch, batch 16", "bilstm_speedup_vs_torch_b16", "x", ">= 1.0"),
         ("pipeline real-time factor (2 threads)", "pipeline_rtf", "", "lower is better"),
         ("CLI start-up, warm cache", "cli_startup_s", "s", "<= 1.5 s"),
+        ("CTC loss+grad speed-up vs torch", "ctc_loss_speedup_vs_torch", "x", ">= 1.0"),
+        ("training step speed-up vs torch", "train_step_speedup_vs_torch", "x", ">= 1.0"),
     ]
     print(f"speechlstm benchmarks  {results['date']}  {results['machine']}")
     print(f"{'measure':44s} {'value':>10s}  target")
