@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser(
         "transcribe", help="transcribe audio files",
-        description="Transcribe audio files (WAV, FLAC, OGG, MP3, ... any rate and channel count; '-' reads "
-                    "standard input) and print the text, or write one file per input with --output-dir.",
+        description="Transcribe audio files (WAV, FLAC, OGG, MP3, ... any rate and channel count; '-' reads\n"
+                    "standard input) and print the text, or write one file per input with --output-dir.\n"
+                    "Bad inputs are reported one line each on stderr (exit status 2); the others are still done.",
         epilog="examples:\n  speechlstm transcribe talk.wav\n  speechlstm transcribe a.flac b.mp3 --format json\n"
                "  cat a.wav | speechlstm transcribe -\n  speechlstm transcribe *.wav --output-dir out/",
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -241,12 +241,8 @@ def _words(hyp, tokens, frame_seconds, offset) -> list:
         piece = tokens[int(tid)]
         if piece.isspace():
             flush()
-            continue
-        for ch_part in piece.split(" "):  # a unit may carry a word boundary inside it (e.g. word pieces)
-            if ch_part == "":
-                flush()
-                continue
-            cur.append(ch_part)
+        else:
+            cur.append(piece)
             frames.append(int(fr))
             scores.append(float(sc))
     flush()
