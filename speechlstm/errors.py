@@ -15,3 +15,7 @@ class ModelError(SpeechlstmError):
 
 class DeviceError(SpeechlstmError):
     """A compute device that was asked for but is not available."""
+
+
+class LMError(SpeechlstmError):
+    """A language model file that is missing, malformed or inconsistent (message: ``file:line: reason``)."""
