@@ -95,16 +95,22 @@ def _extension_bonus(parent_node, token):
 
 
 @njit(cache=True, nogil=True)
-def _heap_sift_down(heap, size, key):
-    """Move ``heap[0]`` down to restore the min-heap ``heap[:size]`` (slots ordered by ``key[slot]``)."""
+def _ranks_below(key, a, b, ties):
+    """Item ``a`` ranks below item ``b``: lower ``key``, or (``ties``) equal ``key`` and higher id."""
+    return key[a] < key[b] or (ties and key[a] == key[b] and a > b)
+
+
+@njit(cache=True, nogil=True)
+def _heap_sift_down(heap, size, key, ties):
+    """Move ``heap[0]`` down to restore the min-heap ``heap[:size]`` (items ordered by :func:`_ranks_below`)."""
     i = 0
     while True:
         lo = i
         left = 2 * i + 1
         right = left + 1
-        if left < size and key[heap[left]] < key[heap[lo]]:
+        if left < size and _ranks_below(key, heap[left], heap[lo], ties):
             lo = left
-        if right < size and key[heap[right]] < key[heap[lo]]:
+        if right < size and _ranks_below(key, heap[right], heap[lo], ties):
             lo = right
         if lo == i:
             return
@@ -113,45 +119,12 @@ def _heap_sift_down(heap, size, key):
 
 
 @njit(cache=True, nogil=True)
-def _heap_sift_up(heap, key, i):
+def _heap_sift_up(heap, key, i, ties):
+    """Move ``heap[i]`` up to restore the min-heap ``heap[:i + 1]`` (items ordered by :func:`_ranks_below`)."""
     while i > 0:
         up = (i - 1) // 2
-        if key[heap[i]] < key[heap[up]]:
+        if _ranks_below(key, heap[i], heap[up], ties):
             heap[i], heap[up] = heap[up], heap[i]
-            i = up
-        else:
-            return
-
-
-@njit(cache=True, nogil=True)
-def _label_less(key, a, b):
-    """Label ``a`` ranks below label ``b``: lower log-prob, or equal log-prob and higher id."""
-    return key[a] < key[b] or (key[a] == key[b] and a > b)
-
-
-@njit(cache=True, nogil=True)
-def _label_sift_down(labels, size, key):
-    i = 0
-    while True:
-        lo = i
-        left = 2 * i + 1
-        right = left + 1
-        if left < size and _label_less(key, labels[left], labels[lo]):
-            lo = left
-        if right < size and _label_less(key, labels[right], labels[lo]):
-            lo = right
-        if lo == i:
-            return
-        labels[i], labels[lo] = labels[lo], labels[i]
-        i = lo
-
-
-@njit(cache=True, nogil=True)
-def _label_sift_up(labels, key, i):
-    while i > 0:
-        up = (i - 1) // 2
-        if _label_less(key, labels[i], labels[up]):
-            labels[i], labels[up] = labels[up], labels[i]
             i = up
         else:
             return
@@ -320,14 +293,14 @@ def beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k):
                 label_key[v] = x
                 labels[nl] = v
                 nl += 1
-                _label_sift_up(labels, label_key, nl - 1)
+                _heap_sift_up(labels, label_key, nl - 1, True)
             elif x > label_key[labels[0]]:
                 label_key[v] = x
                 labels[0] = v
-                _label_sift_down(labels, nl, label_key)
+                _heap_sift_down(labels, nl, label_key, True)
         for end in range(nl - 1, 0, -1):  # heap sort: best label first, ties by id
             labels[0], labels[end] = labels[end], labels[0]
-            _label_sift_down(labels, end, label_key)
+            _heap_sift_down(labels, end, label_key, True)
         lp_blank = row[blank]
 
         # (a) beam entries staying: blank, or the last label repeated (p_nb only)
@@ -373,7 +346,7 @@ def beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k):
                 if c_rank[s] > _NEG_INF:
                     heap[hsize] = s
                     hsize += 1
-                    _heap_sift_up(heap, c_rank, hsize - 1)
+                    _heap_sift_up(heap, c_rank, hsize - 1, False)
                     continue
             free[nfree] = s
             nfree += 1
@@ -419,16 +392,16 @@ def beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k):
                 if hsize < B:
                     heap[hsize] = s
                     hsize += 1
-                    _heap_sift_up(heap, c_rank, hsize - 1)
+                    _heap_sift_up(heap, c_rank, hsize - 1, False)
                 else:
-                    _heap_sift_down(heap, hsize, c_rank)
+                    _heap_sift_down(heap, hsize, c_rank, False)
 
         # the heap is the new beam, best first (so that (b) fills the heap with good candidates early)
         for b in range(nb):
             node_in_beam[b_node[b]] = -1
         for end in range(hsize - 1, 0, -1):
             heap[0], heap[end] = heap[end], heap[0]
-            _heap_sift_down(heap, end, c_rank)
+            _heap_sift_down(heap, end, c_rank, False)
         for j in range(hsize):
             s = heap[j]
             node = c_node[s]

@@ -36,6 +36,11 @@ from llvmlite import ir
 from numba import carray, njit, prange, types
 from numba.extending import intrinsic
 
+from .activations import HALF as _HALF
+from .activations import ONE as _ONE
+from .activations import sigmoid32 as _sigmoid32
+from .activations import tanh32 as _tanh32
+
 __all__ = ["pack_direction", "bilstm_layer", "stack_frames", "linear_log_softmax"]
 
 #: hidden units per block; gate columns per block (4 gates x 16 units)
@@ -76,49 +81,6 @@ def _stack_f32(typingctx, n):
     return types.CPointer(types.float32)(n), codegen
 
 
-# ---------------------------------------------------------------- activations
-_HALF = np.float32(0.5)
-_TCLAMP = np.float32(7.90531110763549805)
-_NTCLAMP = np.float32(-7.90531110763549805)
-_A13 = np.float32(-2.76076847742355e-16)
-_A11 = np.float32(2.00018790482477e-13)
-_A9 = np.float32(-8.60467152213735e-11)
-_A7 = np.float32(5.12229709037114e-08)
-_A5 = np.float32(1.48572235717979e-05)
-_A3 = np.float32(6.37261928875436e-04)
-_A1 = np.float32(4.89352455891786e-03)
-_B6 = np.float32(1.19825839466702e-06)
-_B4 = np.float32(1.18534705686654e-04)
-_B2 = np.float32(2.26843463243900e-03)
-_B0 = np.float32(4.89352518554385e-03)
-
-
-@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy", inline="always")
-def _tanh32(x):
-    """float32 tanh, rational approximation (|error| < 4e-7), vectorizable."""
-    x = min(max(x, _NTCLAMP), _TCLAMP)
-    x2 = x * x
-    p = _A13
-    p = p * x2 + _A11
-    p = p * x2 + _A9
-    p = p * x2 + _A7
-    p = p * x2 + _A5
-    p = p * x2 + _A3
-    p = p * x2 + _A1
-    p = p * x
-    q = _B6
-    q = q * x2 + _B4
-    q = q * x2 + _B2
-    q = q * x2 + _B0
-    return p / q
-
-
-@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy", inline="always")
-def _sigmoid32(x):
-    """float32 logistic function via ``0.5 * tanh(x / 2) + 0.5``."""
-    return _HALF * _tanh32(_HALF * x) + _HALF
-
-
 # ---------------------------------------------------------------- micro-kernels
 # Code-generation notes (checked with ``inspect_asm``: the k loops are 16 zmm
 # ``vfmadd231ps`` with broadcast operands, accumulators held in registers):
@@ -130,6 +92,22 @@ def _sigmoid32(x):
 #   accumulator access has a constant offset and SROA keeps the tile in registers;
 # * ``error_model="numpy"`` drops the division-by-zero branch that would stop the
 #   activations from vectorizing.
+
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy", inline="always")
+def _fma_tile4(acc, x0, x1, x2, x3, W):
+    """``acc[q] += x_q @ W`` for the 4 rows of a register tile (k loop of the 4 x 64 micro-kernel)."""
+    for k in range(W.shape[0]):
+        a0 = x0[k]
+        a1 = x1[k]
+        a2 = x2[k]
+        a3 = x3[k]
+        for j in range(_NW):
+            w = W[k, j]
+            acc[0, j] += a0 * w
+            acc[1, j] += a1 * w
+            acc[2, j] += a2 * w
+            acc[3, j] += a3 * w
+
 
 @njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 def _gemm_tile4(X, rows, m0, Wp, nb, bias, Y):
@@ -146,18 +124,7 @@ def _gemm_tile4(X, rows, m0, Wp, nb, bias, Y):
     x1 = X[rows[m0 + 1]]
     x2 = X[rows[m0 + 2]]
     x3 = X[rows[m0 + 3]]
-    W = Wp[nb]
-    for k in range(W.shape[0]):
-        a0 = x0[k]
-        a1 = x1[k]
-        a2 = x2[k]
-        a3 = x3[k]
-        for j in range(_NW):
-            w = W[k, j]
-            acc[0, j] += a0 * w
-            acc[1, j] += a1 * w
-            acc[2, j] += a2 * w
-            acc[3, j] += a3 * w
+    _fma_tile4(acc, x0, x1, x2, x3, Wp[nb])
     c0 = nb * _NW
     y0 = Y[m0, c0:c0 + _NW]
     y1 = Y[m0 + 1, c0:c0 + _NW]
@@ -241,18 +208,7 @@ def _lstm_tile4(hprev, pos0, Whh, nb, xp, m0, c, hnext):
     h1 = hprev[pos0 + 1]
     h2 = hprev[pos0 + 2]
     h3 = hprev[pos0 + 3]
-    W = Whh[nb]
-    for k in range(W.shape[0]):
-        a0 = h0[k]
-        a1 = h1[k]
-        a2 = h2[k]
-        a3 = h3[k]
-        for j in range(_NW):
-            w = W[k, j]
-            acc[0, j] += a0 * w
-            acc[1, j] += a1 * w
-            acc[2, j] += a2 * w
-            acc[3, j] += a3 * w
+    _fma_tile4(acc, h0, h1, h2, h3, Whh[nb])
     u0 = nb * _U
     _cells(acc, 0, c, pos0, u0, hnext)
     _cells(acc, 1, c, pos0 + 1, u0, hnext)
@@ -593,7 +549,6 @@ def stack_frames(x, lengths, k):
     return out, ((lengths64 + k - 1) // k).astype(np.int32)
 
 
-_ONE = np.float32(1.0)
 _NEG_INF = np.float32(-np.inf)
 _EXP_LO = np.float32(-87.0)
 _LOG2E = np.float32(1.44269504088896341)

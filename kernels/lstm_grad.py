@@ -46,7 +46,10 @@ from numba import carray, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from .lstm import launch_parallel
+from .activations import HALF as _HALF
+from .activations import ONE as _ONE
+from .activations import tanh32 as _tanh32
+from .lstm import _fma_tile4, launch_parallel
 
 __all__ = ["gate_columns", "panels", "matmul_rows", "lstm_forward", "lstm_backward", "weight_grads",
            "PANEL"]
@@ -117,42 +120,6 @@ def _pf(a, start, n):
 
 
 # ---------------------------------------------------------------- activations
-_HALF = np.float32(0.5)
-_TCLAMP = np.float32(7.90531110763549805)
-_NTCLAMP = np.float32(-7.90531110763549805)
-_A13 = np.float32(-2.76076847742355e-16)
-_A11 = np.float32(2.00018790482477e-13)
-_A9 = np.float32(-8.60467152213735e-11)
-_A7 = np.float32(5.12229709037114e-08)
-_A5 = np.float32(1.48572235717979e-05)
-_A3 = np.float32(6.37261928875436e-04)
-_A1 = np.float32(4.89352455891786e-03)
-_B6 = np.float32(1.19825839466702e-06)
-_B4 = np.float32(1.18534705686654e-04)
-_B2 = np.float32(2.26843463243900e-03)
-_B0 = np.float32(4.89352518554385e-03)
-
-
-@njit(**_OPTS, inline="always")
-def _tanh32(x):
-    """float32 tanh, rational approximation (|error| < 4e-7), vectorizable (same as the inference kernels)."""
-    x = min(max(x, _NTCLAMP), _TCLAMP)
-    x2 = x * x
-    p = _A13
-    p = p * x2 + _A11
-    p = p * x2 + _A9
-    p = p * x2 + _A7
-    p = p * x2 + _A5
-    p = p * x2 + _A3
-    p = p * x2 + _A1
-    p = p * x
-    q = _B6
-    q = q * x2 + _B4
-    q = q * x2 + _B2
-    q = q * x2 + _B0
-    return p / q
-
-
 # Scalar activations used inside the kernels; the overloads below specialize them per dtype (float32: the
 # rational approximation, float64: exact).  The Python bodies only run outside Numba.
 def _tanh(x):  # pragma: no cover
@@ -174,9 +141,6 @@ def _tanh_ov(x):
     if x == types.float64:
         return lambda x: np.tanh(x)
     return None
-
-
-_ONE = np.float32(1.0)
 
 
 @overload(_gate, jit_options=dict(fastmath=_FM, error_model="numpy"))
@@ -215,17 +179,7 @@ def _nn_tile(a0, a1, a2, a3, W, i0, i1, i2, i3, y0, y1, y2, y3):
         acc[1, j] = i1[j]
         acc[2, j] = i2[j]
         acc[3, j] = i3[j]
-    for k in range(W.shape[0]):
-        b0 = a0[k]
-        b1 = a1[k]
-        b2 = a2[k]
-        b3 = a3[k]
-        for j in range(_NW):
-            w = W[k, j]
-            acc[0, j] += b0 * w
-            acc[1, j] += b1 * w
-            acc[2, j] += b2 * w
-            acc[3, j] += b3 * w
+    _fma_tile4(acc, a0, a1, a2, a3, W)
     for j in range(_NW):
         y0[j] = acc[0, j]
         y1[j] = acc[1, j]
@@ -322,6 +276,16 @@ def gate_columns(H, Hp):
     return ((u // _U) * _NW + g * _U + u % _U).astype(np.int64)
 
 
+@njit(**_OPTS, inline="always")
+def _copy_tile4(acc, e):
+    """``e[:4] = acc[:4]`` (4 x 64 tile), with constant row indices."""
+    for j in range(_NW):
+        e[0, j] = acc[0, j]
+        e[1, j] = acc[1, j]
+        e[2, j] = acc[2, j]
+        e[3, j] = acc[3, j]
+
+
 # ---------------------------------------------------------------- forward recurrence
 @njit(**_OPTS, inline="always")
 def _fwd_cells(a, zv, cp, cn, hn):
@@ -360,25 +324,10 @@ def _fwd_tile(Z, Y, C, W, nb, zc0, yc0, r0, r1, r2, r3, p0, p1, p2, p3, nv):
     h1 = Y[p1, yc0:yc0 + Hp]
     h2 = Y[p2, yc0:yc0 + Hp]
     h3 = Y[p3, yc0:yc0 + Hp]
-    Wb = W[nb]
-    for k in range(Hp):
-        a0 = h0[k]
-        a1 = h1[k]
-        a2 = h2[k]
-        a3 = h3[k]
-        for j in range(_NW):
-            w = Wb[k, j]
-            acc[0, j] += a0 * w
-            acc[1, j] += a1 * w
-            acc[2, j] += a2 * w
-            acc[3, j] += a3 * w
+    _fma_tile4(acc, h0, h1, h2, h3, W[nb])
     # epilogue on a copy (so that acc, indexed with constants only, stays in registers above)
     e = carray(_stack_buf(_NACC, Z), (_MR, _NW))
-    for j in range(_NW):
-        e[0, j] = acc[0, j]
-        e[1, j] = acc[1, j]
-        e[2, j] = acc[2, j]
-        e[3, j] = acc[3, j]
+    _copy_tile4(acc, e)
     rr = (r0, r1, r2, r3)
     pp = (p0, p1, p2, p3)
     u0 = yc0 + nb * _U
@@ -524,25 +473,10 @@ def _bwd_tile(Z, C, dY, dc, W, kb, zc0, yc0, r0, r1, r2, r3, n0, n1, n2, n3, p0,
     a1 = Z[n1, zc0:zc0 + Gp]
     a2 = Z[n2, zc0:zc0 + Gp]
     a3 = Z[n3, zc0:zc0 + Gp]
-    Wb = W[kb]
-    for k in range(Gp):
-        b0 = a0[k]
-        b1 = a1[k]
-        b2 = a2[k]
-        b3 = a3[k]
-        for j in range(_NW):
-            w = Wb[k, j]
-            acc[0, j] += b0 * w
-            acc[1, j] += b1 * w
-            acc[2, j] += b2 * w
-            acc[3, j] += b3 * w
+    _fma_tile4(acc, a0, a1, a2, a3, W[kb])
     # epilogue on a copy (so that acc, indexed with constants only, stays in registers above)
     e = carray(_stack_buf(_NACC, Z), (_MR, _NW))
-    for j in range(_NW):
-        e[0, j] = acc[0, j]
-        e[1, j] = acc[1, j]
-        e[2, j] = acc[2, j]
-        e[3, j] = acc[3, j]
+    _copy_tile4(acc, e)
     rr = (r0, r1, r2, r3)
     pp = (p0, p1, p2, p3)
     for q in range(nv):

@@ -92,7 +92,7 @@ import soundfile as sf
 
 from .audio import load_audio
 from .errors import AudioError
-from .features import FeatureConfig, compute_features, normalize_features, num_frames
+from .features import FeatureConfig, _features_from_tables, compute_features, normalize_features, num_frames
 from .text import text_to_ids
 
 __all__ = ["Utterance", "read_manifest", "Augment", "Batch", "DataLoader", "compute_global_stats",
@@ -508,8 +508,6 @@ def compute_features_vtlp(samples: np.ndarray, cfg: FeatureConfig, alpha: float 
     >>> compute_features_vtlp(x, cfg, 1.1).shape
     (101, 80)
     """
-    from .kernels import frontend as _k
-
     alpha = round(float(alpha), 3)
     if alpha == 1.0:
         return compute_features(samples, cfg)
@@ -518,20 +516,7 @@ def compute_features_vtlp(samples: np.ndarray, cfg: FeatureConfig, alpha: float 
         raise ValueError(f"samples must be a 1-D (mono) array, got shape {x.shape}")
     if not x.flags.writeable:
         x = x.copy()
-    if not _k.all_finite(x):
-        raise AudioError("audio contains NaN or Inf samples")
-    n = num_frames(x.shape[0], cfg)
-    out = np.empty((n, cfg.dim), dtype=np.float32)
-    if n == 0:
-        return out
-    (window, bitrev, tw_re, tw_im, post_cos, post_sin, k_lo, k_hi, mel_idx, mel_w0, mel_w1,
-     dct) = _vtlp_tables(cfg, alpha)
-    first = -(cfg.n_fft // 2) if cfg.center else 0
-    _k.logmel_frames(x, 0.0, cfg.preemphasis, first, cfg.hop_length, window, bitrev, tw_re, tw_im, post_cos,
-                     post_sin, k_lo, k_hi, mel_idx, mel_w0, mel_w1, cfg.n_mels, cfg.log_floor, dct, out)
-    if cfg.deltas:
-        _k.add_deltas(out, cfg.base_dim, cfg.deltas)
-    return out
+    return _features_from_tables(x, cfg, lambda: _vtlp_tables(cfg, alpha))
 
 
 # ============================================================================ batches

@@ -415,13 +415,19 @@ def compute_features(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not x.flags.writeable:  # keep a single Numba specialisation (read-only arrays are another type)
         x = x.copy()
+    return _features_from_tables(x, cfg, lambda: _tables(cfg))
+
+
+def _features_from_tables(x: np.ndarray, cfg: FeatureConfig, tables) -> np.ndarray:
+    """Feature frames of ``x`` (1-D, C-contiguous, writeable float32 samples) with the kernel tables
+    ``tables()`` (:func:`_tables` or a warped variant; called only when there is a frame to compute)."""
     if not _k.all_finite(x):
         raise AudioError("audio contains NaN or Inf samples")
     n_frames = num_frames(x.shape[0], cfg)
     out = np.empty((n_frames, cfg.dim), dtype=np.float32)
     if n_frames == 0:
         return out
-    (window, bitrev, tw_re, tw_im, post_cos, post_sin, k_lo, k_hi, mel_idx, mel_w0, mel_w1, dct) = _tables(cfg)
+    (window, bitrev, tw_re, tw_im, post_cos, post_sin, k_lo, k_hi, mel_idx, mel_w0, mel_w1, dct) = tables()
     first = -(cfg.n_fft // 2) if cfg.center else 0
     _k.logmel_frames(x, 0.0, cfg.preemphasis, first, cfg.hop_length, window, bitrev, tw_re, tw_im, post_cos,
                      post_sin, k_lo, k_hi, mel_idx, mel_w0, mel_w1, cfg.n_mels, cfg.log_floor, dct, out)
