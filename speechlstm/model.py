@@ -113,6 +113,17 @@ class ModelConfig:
         """Duration of one output frame of the network (hop times frame stacking), in seconds."""
         return self.features.hop_length * self.architecture.frame_stacking / self.features.sample_rate
 
+    def featurize(self, samples: np.ndarray) -> np.ndarray:
+        """Normalized feature frames ``(T, D)`` of mono float32 audio at :attr:`sample_rate`.
+
+        Examples
+        --------
+        >>> ModelConfig.example().featurize(np.zeros(1600, np.float32)).shape
+        (11, 80)
+        """
+        n = self.normalization
+        return normalize_features(compute_features(samples, self.features), n["mode"], n.get("mean"), n.get("std"))
+
     def to_dict(self) -> dict:
         return {
             "format": FORMAT,
@@ -271,10 +282,6 @@ class AcousticModel:
             self._packed.append(tuple(packs))
         self._out_w = np.ascontiguousarray(self.weights["output.weight"])
         self._out_b = np.ascontiguousarray(self.weights["output.bias"])
-        norm = config.normalization
-        self._norm_mode = norm["mode"]
-        self._mean = np.asarray(norm["mean"], np.float32) if norm["mode"] == "global" else None
-        self._std = np.asarray(norm["std"], np.float32) if norm["mode"] == "global" else None
 
     @property
     def num_parameters(self) -> int:
@@ -282,8 +289,7 @@ class AcousticModel:
 
     def featurize(self, samples: np.ndarray) -> np.ndarray:
         """Normalized feature frames ``(T, D)`` of mono float32 audio at the model's sample rate."""
-        feats = compute_features(samples, self.config.features)
-        return normalize_features(feats, self._norm_mode, self._mean, self._std)
+        return self.config.featurize(samples)
 
     def log_probs(self, features: Sequence[np.ndarray]) -> list:
         """CTC log-probabilities ``(T', V)`` for each feature matrix, computed as one padded batch.

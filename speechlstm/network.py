@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model import ModelConfig
+from .model import ModelConfig, random_weights
 
 __all__ = ["init_params", "forward_log_probs", "forward_backward"]
 
@@ -50,14 +50,11 @@ def init_params(config: ModelConfig, seed: int = 0, forget_bias: float = 1.0) ->
     >>> p["lstm.1.fw.w_ih"].shape, float(p["lstm.0.bw.bias"][8]), p["output.bias"].dtype
     ((32, 16), 1.0, dtype('float32'))
     """
-    rng = np.random.default_rng(seed)
     H = config.architecture.hidden_size
-    s = 1.0 / np.sqrt(H)
-    out = {}
-    for name, shape in config.expected_shapes().items():
-        out[name] = rng.uniform(-s, s, size=shape).astype(np.float32)
+    out = random_weights(config, seed=seed)
+    for name, w in out.items():
         if name.endswith(".bias") and name.startswith("lstm."):
-            out[name][H:2 * H] = forget_bias
+            w[H:2 * H] = forget_bias
     return out
 
 

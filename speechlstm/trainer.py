@@ -74,7 +74,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SpeechlstmError
-from .features import FeatureConfig, compute_features, normalize_features
+from .features import FeatureConfig
 from .model import Architecture, ModelConfig, save_model
 from .optim import Adam, LRSchedule, average_params, clip_global_norm
 
@@ -437,17 +437,13 @@ def featurize_files(paths, config: ModelConfig):
     from .audio import load_audio
     from .errors import AudioError
 
-    norm = config.normalization
-    mean = norm.get("mean") if norm["mode"] == "global" else None
-    std = norm.get("std") if norm["mode"] == "global" else None
     feats, ok = [], []
     for i, p in enumerate(paths):
         try:
             x = load_audio(p, config.sample_rate)
         except AudioError:
             continue
-        f = normalize_features(compute_features(x, config.features), norm["mode"], mean, std)
-        feats.append(f)
+        feats.append(config.featurize(x))
         ok.append(i)
     return feats, ok
 

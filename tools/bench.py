@@ -35,30 +35,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-DATA = HERE.parent.parent / "shared" / "data"
-
-
-def speech_signal(seconds: float, sr: int = 16000):
-    """Real speech (LJSpeech dev clips, concatenated) of the given length, float32; noise if the data is absent."""
-    import numpy as np
-    import soundfile as sf
-
-    clips = sorted((DATA / "real" / "audio" / "ljspeech").glob("*.flac"))
-    parts, total = [], 0
-    for p in clips:
-        x, r = sf.read(p, dtype="float32")
-        if r != sr:
-            continue
-        parts.append(x)
-        total += len(x)
-        if total >= seconds * sr:
-            break
-    if not parts:
-        return (np.random.default_rng(0).standard_normal(int(seconds * sr)) * 0.1).astype(np.float32)
-    x = np.concatenate(parts)
-    while len(x) < seconds * sr:
-        x = np.concatenate([x, x])
-    return np.ascontiguousarray(x[: int(seconds * sr)])
 
 
 def bench_model_dir(dst: Path, hidden: int = 320, layers: int = 3) -> Path:
@@ -74,15 +50,16 @@ def bench_model_dir(dst: Path, hidden: int = 320, layers: int = 3) -> Path:
 def bench_pipeline(model_dir: Path, seconds: float = 60.0, repeats: int = 3) -> dict:
     import numba
     import soundfile as sf
+    from bench_frontend import speech_signal
 
     from speechlstm import Recognizer
 
     numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "speech.flac"
-        sf.write(wav, speech_signal(seconds), 16000)
+        sf.write(wav, speech_signal(seconds)[0], 16000)
         rec = Recognizer(model_dir, device="cpu", beam_width=8)
-        rec.transcribe(speech_signal(2.0), sample_rate=16000)  # compile / warm up
+        rec.transcribe(speech_signal(2.0)[0], sample_rate=16000)  # compile / warm up
         best, timings = float("inf"), None
         for _ in range(repeats):
             t0 = time.perf_counter()
@@ -96,12 +73,13 @@ def bench_pipeline(model_dir: Path, seconds: float = 60.0, repeats: int = 3) -> 
 
 def bench_cli_startup(model_dir: Path, repeats: int = 5) -> dict:
     import soundfile as sf
+    from bench_frontend import speech_signal
 
     exe = shutil.which("speechlstm")
     cmd = [exe] if exe else [sys.executable, "-m", "speechlstm"]
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "one.wav"
-        sf.write(wav, speech_signal(1.0), 16000)
+        sf.write(wav, speech_signal(1.0)[0], 16000)
         full = cmd + ["transcribe", str(wav), "--model", str(model_dir)]
         subprocess.run(full, check=True, capture_output=True)  # warm the Numba cache
         best = float("inf")

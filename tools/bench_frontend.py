@@ -28,8 +28,11 @@ import numpy as np
 DEFAULT_AUDIO_DIR = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "audio" / "ljspeech")
 
 
-def _signal(seconds: float, sample_rate: int, audio_dir: str | None):
-    """float32 signal of ``seconds``: speech clips from ``audio_dir`` concatenated (and repeated), else noise."""
+def speech_signal(seconds: float, sample_rate: int = 16000, audio_dir: str | None = DEFAULT_AUDIO_DIR):
+    """float32 signal of ``seconds``: speech clips from ``audio_dir`` concatenated (and repeated), else noise.
+
+    Returns ``(signal, description)``. Used by tools/bench.py too, so every benchmark reads the same speech.
+    """
     n = int(round(seconds * sample_rate))
     files = sorted(glob.glob(os.path.join(audio_dir, "*.flac")) + glob.glob(os.path.join(audio_dir, "*.wav"))) \
         if audio_dir and os.path.isdir(audio_dir) else []
@@ -99,7 +102,7 @@ def bench_frontend(seconds: float = 60.0, repeats: int = 5, audio_dir: str | Non
     from speechlstm.features import FeatureConfig, compute_features
 
     cfg = FeatureConfig()
-    x, what = _signal(seconds, cfg.sample_rate, audio_dir)
+    x, what = speech_signal(seconds, cfg.sample_rate, audio_dir)
     numba.set_num_threads(1)
     with threadpool_limits(limits=1):
         ours = compute_features(x, cfg)      # warm-up (and compilation / cache load)
