@@ -15,8 +15,9 @@ A *recipe* is a JSON object (``recipes/*.json``) with five sections; every field
     run       epochs, checkpoint_minutes, average_last, max_nonfinite, log_every
 
 Relative paths in a recipe are resolved against the recipe's folder, except paths starting with
-``shared/``: those are looked up in the nearest ``shared`` folder found in that folder or one of its parents
-(the project's data lives in ``shared/`` beside the checkout).
+``shared/`` or ``corpus/``: those are looked up in the nearest ``shared`` (or ``corpus``) folder found in that
+folder or one of its parents (the project's data lives in ``shared/`` beside the checkout, and generated TTS
+corpora go to ``corpus/`` beside it too, outside the repository).
 
 The gradient
 ------------
@@ -241,9 +242,9 @@ def resolve_path(path, base_dir) -> str | None:
     p = Path(path)
     if p.is_absolute():
         return str(p)
-    if p.parts and p.parts[0] == "shared":
+    if p.parts and p.parts[0] in ("shared", "corpus"):
         for d in [Path(base_dir).resolve(), *Path(base_dir).resolve().parents]:
-            if (d / "shared").is_dir():
+            if (d / p.parts[0]).is_dir():
                 return str(d / p)
     return str(Path(base_dir) / p)
 
@@ -465,6 +466,10 @@ class Trainer:
         Show a tqdm progress bar per epoch.
     verbose : bool
         Print log lines to standard error (they always go to ``run_dir/train.log``).
+    device : {"cpu", "cuda", "auto"}
+        Where the forward/backward passes run (:class:`speechlstm.gpu.GpuNetwork` on ``cuda``; the optimizer
+        and checkpoints stay on the host).  ``auto`` picks the GPU when one is usable; ``cuda`` without one
+        raises :class:`~speechlstm.errors.DeviceError`.
 
     Examples
     --------
@@ -475,7 +480,9 @@ class Trainer:
     """
 
     def __init__(self, recipe: dict, run_dir, base_dir: str | None = None, progress: bool = False,
-                 verbose: bool = True, _checkpoint=None):
+                 verbose: bool = True, _checkpoint=None, device: str = "cpu"):
+        self.device = _resolve_train_device(device)
+        self._gpu = None
         self.recipe = merge_recipe(DEFAULT_RECIPE, recipe)
         self.run_dir = Path(run_dir)
         self.base_dir = str(Path(base_dir or ".").resolve())
@@ -556,7 +563,8 @@ class Trainer:
         self._log(f"resumed {self.run_dir} at epoch {s['epoch']}, batch {s['batch']}, step {s['step']}")
 
     @classmethod
-    def resume(cls, run_dir, progress: bool = False, verbose: bool = True, epochs: int | None = None) -> "Trainer":
+    def resume(cls, run_dir, progress: bool = False, verbose: bool = True, epochs: int | None = None,
+               device: str = "cpu") -> "Trainer":
         """Continue a run from ``run_dir/checkpoint.npz`` (``epochs`` may raise the number of epochs).
 
         The recipe, configuration and schedule are those of the checkpoint; raising ``epochs`` lets training go
@@ -567,7 +575,7 @@ class Trainer:
         if epochs is not None:
             recipe["run"]["epochs"] = int(epochs)
         return cls(recipe, run_dir, base_dir=meta["base_dir"], progress=progress, verbose=verbose,
-                   _checkpoint=(meta, params, m, v))
+                   _checkpoint=(meta, params, m, v), device=device)
 
     def _make_loader(self):
         from .data import Augment, DataLoader
@@ -682,7 +690,10 @@ class Trainer:
     # ------------------------------------------------------------ one step
     def _train_step(self, batch) -> bool:
         """Forward/backward and one Adam step on a batch; False when the batch was skipped."""
-        from .network import forward_backward
+        if self.device == "cuda":
+            forward_backward = self._gpu_network().forward_backward
+        else:
+            from .network import forward_backward
 
         r, s, acc = self.recipe, self.state, self.state["acc"]
         o = r["optim"]
@@ -738,6 +749,14 @@ class Trainer:
         acc["frames"] += int(np.asarray(batch.lengths).sum())
         self._last_loss = loss_sum / denom
         return True
+
+    def _gpu_network(self):
+        """The GPU forward/backward backend (created on first use; keeps its device buffers)."""
+        if self._gpu is None:
+            from .gpu import GpuNetwork
+
+            self._gpu = GpuNetwork()
+        return self._gpu
 
     # ------------------------------------------------------------ loop
     def train(self, max_steps: int | None = None, time_limit: float | None = None) -> dict:
@@ -878,7 +897,10 @@ class Trainer:
     # ------------------------------------------------------------ dev evaluation and export
     def log_probs_fn(self, params=None):
         """``list of (T, D) features -> list of (T', V) log-probs`` with ``params`` (default: current)."""
-        from .network import forward_log_probs
+        if self.device == "cuda":
+            forward_log_probs = self._gpu_network().forward_log_probs
+        else:
+            from .network import forward_log_probs
 
         params = self.params if params is None else params
         D = self.config.architecture.input_dim
@@ -987,6 +1009,20 @@ class Trainer:
             lines.append("No dev set was configured: accuracy not measured.")
         lines += ["", "## Recipe", "", "```json", json.dumps(r, indent=2), "```", ""]
         return "\n".join(lines)
+
+
+def _resolve_train_device(device: str) -> str:
+    """``cpu|cuda|auto`` -> ``cpu`` or ``cuda`` (``DeviceError`` for ``cuda`` without a GPU)."""
+    if device not in ("cpu", "cuda", "auto"):
+        raise ValueError(f"unknown device {device!r}: choose cpu, cuda or auto")
+    if device == "cpu":
+        return "cpu"
+    from .gpu import cuda_available, require_cuda
+
+    if device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    require_cuda()
+    return "cuda"
 
 
 def _fmt(x) -> str:

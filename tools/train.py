@@ -8,6 +8,7 @@ Usage::
     python tools/train.py --recipe recipes/base.json --run-dir runs/base --resume \\
         --time-limit 170                                                            # one session's share
     python tools/train.py --recipe recipes/tiny.json --run-dir runs/x --set optim.lr=0.002 --seed 3
+    python tools/train.py --recipe recipes/base.json --run-dir runs/gpu --device cuda    # forward/backward on the GPU
 
 ``--resume`` continues from ``RUN_DIR/checkpoint.npz`` when there is one (the recipe stored there is used;
 ``--epochs`` may raise the number of epochs) and starts a new run from ``--recipe`` otherwise, so the same
@@ -51,11 +52,14 @@ def parse_args(argv=None):
     ap.add_argument("--export-only", action="store_true", help="export the checkpoint's model and exit")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--quiet", action="store_true", help="log to RUN_DIR/train.log only")
+    ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                    help="where forward/backward run: cpu (default), cuda (numba.cuda GPU kernels) or auto")
     return ap.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from speechlstm.errors import DeviceError
     from speechlstm.trainer import CHECKPOINT, Trainer, TrainingDiverged, apply_override, load_recipe
 
     run_dir = Path(args.run_dir)
@@ -66,7 +70,8 @@ def main(argv=None) -> int:
             if args.set or args.seed is not None:
                 print("error: --set and --seed apply to new runs; a resumed run keeps its recipe", file=sys.stderr)
                 return 1
-            trainer = Trainer.resume(run_dir, progress=progress, verbose=verbose, epochs=args.epochs)
+            trainer = Trainer.resume(run_dir, progress=progress, verbose=verbose, epochs=args.epochs,
+                                     device=args.device)
             if args.checkpoint_minutes is not None:
                 trainer.recipe["run"]["checkpoint_minutes"] = args.checkpoint_minutes
         elif have_ckpt:
@@ -89,8 +94,9 @@ def main(argv=None) -> int:
                 recipe["run"]["epochs"] = args.epochs
             if args.checkpoint_minutes is not None:
                 recipe["run"]["checkpoint_minutes"] = args.checkpoint_minutes
-            trainer = Trainer(recipe, run_dir, base_dir=base_dir, progress=progress, verbose=verbose)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:
+            trainer = Trainer(recipe, run_dir, base_dir=base_dir, progress=progress, verbose=verbose,
+                              device=args.device)
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, DeviceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
