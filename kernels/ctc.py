@@ -8,8 +8,9 @@ Data layout of :func:`beam_search_kernel`
   ``node_parent[n]`` by label ``node_token[n]``. An open-addressing hash map ``(parent, token) -> child`` makes
   sure a prefix that fell out of the beam and comes back gets its old node, so identical prefixes in one frame
   always share a node id and merging them is a comparison of ids. ``node_bonus[n]`` is the sum of the per-token
-  bonuses along the path: the hook for later shallow fusion (LM, hotwords, grammars). It is 0 today; see
-  :func:`_extension_bonus`.
+  bonuses along the path: a hook for shallow fusion, 0 here (see :func:`_extension_bonus`). The LM / hotword
+  search is :func:`speechlstm.kernels.ctc_lm.lm_beam_search_kernel`, which shares this module's heap, hash map
+  and growth helpers and keeps a fused state per prefix node.
 * **Timing trie** (append only). Node ``m`` says "the last label of this hypothesis was emitted at frame
   ``time_frame[m]`` with log-prob ``time_score[m]``" and points at ``time_parent[m]``. A beam entry points at
   one prefix node and one timing node; when the alignments of a prefix merge, the timing of the larger

@@ -1,8 +1,20 @@
-"""CTC decoding: greedy best path and prefix beam search (Numba kernels in :mod:`speechlstm.kernels.ctc`).
+"""CTC decoding: greedy best path, prefix beam search, and beam search with an n-gram LM and hotwords.
 
 ``log_probs`` is always a ``(T, V)`` array of per-frame log-softmax outputs; label ``blank`` (default 0) is
 the CTC blank and the other ids are tokens. Results are :class:`Hypothesis` objects holding the collapsed
 label sequence with, for every token, the frame it is emitted at and its log-prob there.
+
+:func:`greedy_decode`, :func:`beam_search` and :func:`decode` are acoustic only (Numba kernels in
+:mod:`speechlstm.kernels.ctc`). :class:`Decoder` adds word-level shallow fusion with an n-gram language model
+(:mod:`speechlstm.lm`) and hotwords (kernel in :mod:`speechlstm.kernels.ctc_lm`): a prefix ranks by
+
+``log p_ctc + alpha * ln p_lm(words) + beta * words + unk_penalty * out-of-vocabulary words + hotword bonus``
+
+where words end at the space token (and at the end of the utterance, which also scores ``</s>``), the unfinished
+word is scored through a prefix trie of the LM vocabulary, and hotword phrases earn a bonus as they are spelled
+(taken back if the match breaks). The module constants ``DEFAULT_ALPHA``, ``DEFAULT_BETA``,
+``DEFAULT_UNK_PENALTY``, ``DEFAULT_HOTWORD_WEIGHT`` and ``DEFAULT_LM_PRUNE`` are the defaults of
+:class:`Decoder` (and of the command line).
 
 Examples
 --------
@@ -21,7 +33,11 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Hypothesis", "greedy_decode", "beam_search", "tokens_to_text", "decode"]
+from .errors import LMError
+
+__all__ = ["Hypothesis", "greedy_decode", "beam_search", "tokens_to_text", "decode", "Decoder", "load_lm",
+           "parse_hotwords", "HotwordError", "DEFAULT_ALPHA", "DEFAULT_BETA", "DEFAULT_UNK_PENALTY",
+           "DEFAULT_HOTWORD_WEIGHT", "DEFAULT_LM_PRUNE"]
 
 
 @dataclass(eq=False)
@@ -44,6 +60,9 @@ class Hypothesis:
         equal to the exact sequence log-probability when no alignment was pruned, a lower bound otherwise.
     text : str
         Filled by :func:`decode` when tokens are given.
+    acoustic_score : float or None
+        :class:`Decoder` results: the CTC prefix log-probability alone (``score`` is then the fused score,
+        acoustic plus language model, word bonus and hotword terms). ``None`` for the other decoders.
 
     Examples
     --------
@@ -58,6 +77,7 @@ class Hypothesis:
     token_scores: np.ndarray
     score: float
     text: str = ""
+    acoustic_score: float | None = None
 
 
 def _check_log_probs(log_probs, blank):
@@ -254,3 +274,552 @@ def decode(log_probs, tokens: Sequence[str] | None = None, blank: int = 0, beam_
             raise ValueError(f"{len(tokens)} tokens for a vocabulary of {v}")
         hyp.text = tokens_to_text(hyp.token_ids, tokens)
     return hyp
+
+
+# ================================================================================ language model and hotwords
+
+#: LM weight: multiplies natural-log LM probabilities (tuned with ``tools/tune_lm.py``).
+DEFAULT_ALPHA = 0.5
+#: Word insertion bonus (natural-log units per word).
+DEFAULT_BETA = 0.0
+#: Penalty (natural log, <= 0) for a word that is not in the LM vocabulary (nor a hotword).
+DEFAULT_UNK_PENALTY = -10.0
+#: Hotword weight: bonus (natural log) of a matched phrase, earned character by character.
+DEFAULT_HOTWORD_WEIGHT = 5.0
+#: Pruning of the LM beam search: labels more than this below the frame's best start no new prefix.
+DEFAULT_LM_PRUNE = -10.0
+
+
+class HotwordError(LMError, ValueError):
+    """A malformed hotword specification (one line naming the bad item); both an LMError and a ValueError."""
+
+
+def load_lm(path):
+    """Load an n-gram language model: ``lm.bin`` (memory-mapped), ``.arpa`` / ``.arpa.gz``, or a directory holding one.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A binary model written by :meth:`speechlstm.lm.NGramLM.save` (recognized by its magic bytes), an ARPA
+        file (gzip'd when it ends in ``.gz``), or a directory with ``lm.bin``, ``lm.arpa.gz`` or ``lm.arpa``
+        (first found).
+
+    Returns
+    -------
+    speechlstm.lm.NGramLM
+
+    Raises
+    ------
+    speechlstm.errors.LMError
+        One line ``PATH[:LINE]: reason`` for a missing, unreadable or malformed file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from speechlstm.lm import build_lm
+    >>> d = tempfile.mkdtemp(); build_lm([["a", "b"]], order=2).save(os.path.join(d, "lm.bin"))
+    >>> load_lm(d).vocab
+    ['<unk>', '<s>', '</s>', 'a', 'b']
+    >>> load_lm(os.path.join(d, "nope.arpa"))
+    Traceback (most recent call last):
+    ...
+    speechlstm.errors.LMError: ...nope.arpa: no such language model file
+    """
+    import os
+
+    from .lm import MAGIC, NGramLM, read_arpa
+
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        for name in ("lm.bin", "lm.arpa.gz", "lm.arpa"):
+            if os.path.isfile(os.path.join(p, name)):
+                p = os.path.join(p, name)
+                break
+        else:
+            raise LMError(f"{p}: no lm.bin, lm.arpa.gz or lm.arpa in this directory")
+    if not os.path.exists(p):
+        raise LMError(f"{p}: no such language model file")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(len(MAGIC))
+    except OSError as e:
+        raise LMError(f"{p}: cannot read language model: {e.strerror or e}") from None
+    lm = NGramLM.load(p) if head == MAGIC else read_arpa(p)
+    if lm.vocab[:3] != ["<unk>", "<s>", "</s>"]:
+        raise LMError(f"{p}: vocabulary must start with <unk> <s> </s>")
+    return lm
+
+
+def _weight(value, item):
+    try:
+        w = float(value)
+    except (TypeError, ValueError):
+        raise HotwordError(f"hotwords: {item!r}: weight {value!r} is not a number") from None
+    if isinstance(value, bool) or not math.isfinite(w) or w <= 0:
+        raise HotwordError(f"hotwords: {item!r}: weight must be a positive finite number, got {value!r}")
+    return w
+
+
+def parse_hotwords(spec, default_weight: float = DEFAULT_HOTWORD_WEIGHT) -> list:
+    """Parse a hotword specification into ``[(phrase, weight), ...]``.
+
+    Parameters
+    ----------
+    spec : str or sequence
+        ``"word,phrase two:4.0"`` (comma-separated phrases, each optionally ``:weight``), or a sequence whose
+        items are such strings (one phrase each) or ``(phrase, weight)`` pairs. Phrases are lowercased and
+        their whitespace collapsed; a phrase given twice keeps its largest weight.
+    default_weight : float, optional
+        Weight of phrases given without one (:data:`DEFAULT_HOTWORD_WEIGHT`). A phrase's weight is the bonus, in
+        natural-log units (like ``log p_ctc``), that a hypothesis earns for containing the whole phrase; it is
+        earned character by character while the hypothesis spells it (the k-th of n characters earns
+        ``weight * k / (n (n + 1) / 2)``) and taken back if it stops short.
+
+    Returns
+    -------
+    list of (str, float)
+
+    Raises
+    ------
+    HotwordError
+        (an :class:`~speechlstm.errors.LMError` and a ``ValueError``) with one line naming the bad item: an empty
+        list, an empty phrase, a weight that is not a positive finite number.
+
+    Examples
+    --------
+    >>> parse_hotwords("speechlstm, Turn on the  lights:4.0")
+    [('speechlstm', 5.0), ('turn on the lights', 4.0)]
+    >>> parse_hotwords([("numba", 2), "kernel:1.5"])
+    [('numba', 2.0), ('kernel', 1.5)]
+    >>> parse_hotwords("lights:loud")
+    Traceback (most recent call last):
+    ...
+    speechlstm.decoding.HotwordError: hotwords: 'lights:loud': weight 'loud' is not a number
+    """
+    default_weight = _weight(default_weight, "default weight")
+    if isinstance(spec, str):
+        items = spec.split(",")
+        if not spec.strip():
+            raise HotwordError("hotwords: the list is empty")
+    elif spec is None:
+        raise HotwordError("hotwords: the list is empty")
+    else:
+        try:
+            items = list(spec)
+        except TypeError:
+            raise HotwordError(f"hotwords: expected a string or a list, got {type(spec).__name__}") from None
+        if not items:
+            raise HotwordError("hotwords: the list is empty")
+    out: dict = {}
+    for item in items:
+        if isinstance(item, (tuple, list)):
+            if len(item) != 2 or not isinstance(item[0], str):
+                raise HotwordError(f"hotwords: {item!r}: expected (phrase, weight)")
+            phrase, w = item[0], _weight(item[1], item)
+        elif isinstance(item, str):
+            phrase, sep, tail = item.rpartition(":")
+            if not sep:
+                phrase, w = item, default_weight
+            else:
+                w = _weight(tail.strip(), item.strip())
+        else:
+            raise HotwordError(f"hotwords: {item!r}: expected a string or a (phrase, weight) pair")
+        words = phrase.lower().split()
+        if not words:
+            raise HotwordError(f"hotwords: {str(item).strip()!r}: empty phrase")
+        phrase = " ".join(words)
+        out[phrase] = max(w, out.get(phrase, 0.0))
+    return list(out.items())
+
+
+def _readonly(a, dtype):
+    a = np.ascontiguousarray(a, dtype=dtype)
+    if a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
+def _offsets(keys, V, rows):
+    """``first`` with ``keys[first[r]:first[r + 1]]`` the keys ``r * V + w`` (keys sorted), length ``rows + 1``."""
+    first = np.zeros(rows + 1, np.int64)
+    np.cumsum(np.bincount(np.asarray(keys) // V, minlength=rows), out=first[1:])
+    return first
+
+
+def _lm_tables(lm):
+    """The n-gram arrays the kernel takes: ``(vocab_size, order, logp1, bow1, keys, firsts, logps, bows)``.
+
+    ``keys`` / ``firsts`` / ``logps`` / ``bows`` are tuples over orders ``2..MAX_ORDER`` (empty arrays pad the
+    orders above the model's); all arrays read-only, memory-mapped ones are not copied (``firsts`` are computed:
+    one pass over the keys).
+    """
+    from .kernels.ctc_lm import MAX_ORDER
+
+    e8, e4 = _readonly(np.zeros(0), np.int64), _readonly(np.zeros(0), np.float32)
+    if lm is None:
+        z = _readonly(np.zeros(3), np.float32)
+        n = MAX_ORDER - 1
+        return 3, 1, z, z, (e8,) * n, (e8,) * n, (e4,) * n, (e4,) * n
+    a, V = lm.arrays, lm.vocab_size
+    keys, firsts, logps, bows = [], [], [], []
+    rows = V
+    for n in range(2, MAX_ORDER + 1):
+        if n <= lm.order:
+            k = _readonly(a[f"keys{n}"], np.int64)
+            keys.append(k)
+            firsts.append(_readonly(_offsets(k, V, rows), np.int64))
+            logps.append(_readonly(a[f"logp{n}"], np.float32))
+            bows.append(_readonly(a[f"bow{n}"], np.float32) if n < lm.order else e4)
+            rows = len(k)
+        else:
+            keys.append(e8), firsts.append(e8), logps.append(e4), bows.append(e4)
+    return (V, lm.order, _readonly(a["logp1"], np.float32), _readonly(a["bow1"], np.float32), tuple(keys),
+            tuple(firsts), tuple(logps), tuple(bows))
+
+
+def _build_trie(seqs, lengths, V):
+    """Trie of label sequences (rows of ``seqs``, ``lengths[i]`` labels each) as sorted keys ``parent * V + label``.
+
+    Nodes are numbered depth by depth (root 0), so the concatenated keys are sorted and the child at key index ``i``
+    is node ``i + 1``. Returns ``(keys, path, depth_start)``: ``path[i, d]`` is the node of sequence ``i`` after
+    ``d + 1`` labels (-1 past its end), ``depth_start[d]`` the first node id of depth ``d`` (``d >= 1``).
+    """
+    n, maxlen = seqs.shape
+    cur = np.zeros(n, np.int64)
+    path = np.full((n, maxlen), -1, np.int64)
+    parts, next_id, depth_start = [], 1, [0, 1]
+    for d in range(maxlen):
+        active = np.flatnonzero(lengths > d)
+        if not len(active):
+            break
+        uniq, inv = np.unique(cur[active] * V + seqs[active, d], return_inverse=True)
+        cur[active] = next_id + inv.reshape(-1)
+        path[active, d] = cur[active]
+        parts.append(uniq)
+        next_id += len(uniq)
+        depth_start.append(next_id)
+    keys = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+    return keys, path, depth_start
+
+
+class Decoder:
+    """CTC prefix beam search with an n-gram language model and hotwords (word-level shallow fusion).
+
+    Built once per model (it holds the LM, a prefix trie of the LM vocabulary over the model's tokens, and the
+    hotword trie); :meth:`decode` may then be called from several threads at once.
+
+    Parameters
+    ----------
+    tokens : sequence of str
+        The model's output units (``ModelConfig.tokens``). Tokens that are whitespace are word boundaries; words
+        are spelled with the others (single characters, or longest match for multi-character tokens).
+    blank : int, optional
+        Index of the CTC blank.
+    beam_width : int, optional
+        Prefixes kept per frame.
+    lm : NGramLM, str, PathLike or None, optional
+        A language model, or a path for :func:`load_lm`. ``None``: no LM (``alpha``, ``beta`` and
+        ``unk_penalty`` are then unused).
+    alpha : float, optional
+        LM weight (>= 0), applied to natural-log probabilities.
+    beta : float, optional
+        Word insertion bonus per word.
+    unk_penalty : float, optional
+        Added (<= 0) for each word that is not in the LM vocabulary (hotwords are exempt); an unfinished word
+        that is no prefix of a vocabulary word carries it already.
+    hotwords : str, sequence or None, optional
+        Phrases to boost, as for :func:`parse_hotwords` (``"speechlstm,turn on the lights:4.0"``). Their words
+        count as in-vocabulary.
+    prune_threshold : float or None, optional
+        Labels more than this (<= 0) below the frame's best start no new prefix; ``None`` keeps all.
+    token_top_k : int or None, optional
+        At most this many labels per frame start new prefixes.
+    lookahead : bool, optional
+        Score an unfinished word with the best unigram probability of the vocabulary words it can still become
+        (True), or only check that it is a prefix of one (False).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from speechlstm.lm import build_lm
+    >>> tokens = ["_", " ", "a", "c", "t", "o"]
+    >>> lm = build_lm([["a", "cot"]] + [["a", "cat"]] * 6, order=2)
+    >>> path = "_cc_aa_tt_"
+    >>> p = np.full((len(path), len(tokens)), 0.02, np.float32)
+    >>> for t, ch in enumerate(path):
+    ...     p[t, tokens.index(ch)] = 0.9
+    >>> p[4:6, 2], p[4:6, 5] = 0.35, 0.45  # "a" or "o" in the middle: the acoustics lean to "o"
+    >>> lp = np.log(p / p.sum(1, keepdims=True))
+    >>> Decoder(tokens).decode(lp)[0].text, Decoder(tokens, lm=lm, alpha=1.0, beta=0.0).decode(lp)[0].text
+    ('cot', 'cat')
+    >>> Decoder(tokens, hotwords="cot:9").decode(lp)[0].text
+    'cot'
+    """
+
+    def __init__(self, tokens, blank: int = 0, beam_width: int = 8, lm=None, alpha: float = DEFAULT_ALPHA,
+                 beta: float = DEFAULT_BETA, unk_penalty: float = DEFAULT_UNK_PENALTY, hotwords=None,
+                 prune_threshold: float | None = DEFAULT_LM_PRUNE, token_top_k: int | None = None,
+                 lookahead: bool = True):
+        from .lm import NGramLM
+
+        tokens = list(tokens)
+        if len(tokens) < 2 or not all(isinstance(t, str) for t in tokens):
+            raise ValueError("tokens must be a list of at least 2 strings")
+        blank = int(blank)
+        if not 0 <= blank < len(tokens):
+            raise ValueError(f"blank index {blank} out of range for {len(tokens)} tokens")
+        if isinstance(beam_width, bool) or int(beam_width) != beam_width or beam_width < 1:
+            raise ValueError(f"beam_width must be a positive integer, got {beam_width!r}")
+        alpha, beta, unk_penalty = (self._number(alpha, "alpha"), self._number(beta, "beta"),
+                                    self._number(unk_penalty, "unk_penalty"))
+        if alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {alpha!r}")
+        if unk_penalty > 0:
+            raise ValueError(f"unk_penalty must be <= 0, got {unk_penalty!r}")
+        prune = -math.inf if prune_threshold is None else self._number(prune_threshold, "prune_threshold")
+        if prune > 0:
+            raise ValueError(f"prune_threshold must be <= 0 or None, got {prune_threshold!r}")
+        if token_top_k is None:
+            top_k = 0
+        elif isinstance(token_top_k, bool) or int(token_top_k) != token_top_k or token_top_k < 1:
+            raise ValueError(f"token_top_k must be a positive integer or None, got {token_top_k!r}")
+        else:
+            top_k = int(token_top_k)
+        if lm is not None and not isinstance(lm, NGramLM):
+            lm = load_lm(lm)
+        if lm is not None and lm.order > 6:
+            raise LMError(f"language model order {lm.order} is above the decoder's maximum of 6")
+        self.tokens, self.blank, self.beam_width = tokens, blank, int(beam_width)
+        self.lm, self.alpha, self.beta, self.unk_penalty = lm, alpha, beta, unk_penalty
+        self.prune_threshold, self.token_top_k, self.lookahead = prune, top_k, bool(lookahead)
+        self.hotwords = [] if hotwords is None else parse_hotwords(hotwords)
+        self._plain = lm is None and not self.hotwords
+        V = len(tokens)
+        self._boundary = np.array([i != blank and t.isspace() and t != "" for i, t in enumerate(tokens)], np.bool_)
+        spaces = [i for i, t in enumerate(tokens) if self._boundary[i]]
+        self._space = tokens.index(" ") if " " in tokens and tokens.index(" ") != blank else (
+            spaces[0] if spaces else -1)
+        self._pieces = {t: i for i, t in enumerate(tokens) if i != blank and not self._boundary[i] and t}
+        if self._plain:
+            return
+        self._build(V)
+
+    @staticmethod
+    def _number(x, name):
+        try:
+            v = float(x)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a number, got {x!r}") from None
+        if isinstance(x, bool) or not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite number, got {x!r}")
+        return v
+
+    def _spell(self, words):
+        """Label matrix ``(n, maxlen)`` (-1 padded), lengths, and a mask of the words the tokens can spell."""
+        n = len(words)
+        if n == 0:
+            return np.zeros((0, 1), np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
+        if all(len(p) == 1 for p in self._pieces):
+            arr = np.array(words, dtype=str)
+            maxlen = max(1, arr.dtype.itemsize // 4)
+            codes = np.ascontiguousarray(arr).view(np.uint32).reshape(n, maxlen)
+            lut = np.full(max([ord(c) for c in self._pieces], default=0) + 2, -1, np.int64)
+            for c, i in self._pieces.items():
+                lut[ord(c)] = i
+            seqs = lut[np.minimum(codes, len(lut) - 1)]  # code 0 (padding) and unknown characters -> -1
+            lengths = (codes != 0).sum(axis=1).astype(np.int64)
+            ok = ((seqs >= 0) == (codes != 0)).all(axis=1) & (lengths > 0)
+            return seqs, lengths, ok
+        by_len = sorted(self._pieces, key=len, reverse=True)
+        rows = []
+        for w in words:
+            ids, i = [], 0
+            while i < len(w):
+                for p in by_len:
+                    if w.startswith(p, i):
+                        ids.append(self._pieces[p])
+                        i += len(p)
+                        break
+                else:
+                    ids = None
+                    break
+            rows.append(ids or [])
+        maxlen = max(1, max(len(r) for r in rows))
+        seqs = np.full((n, maxlen), -1, np.int64)
+        for i, r in enumerate(rows):
+            seqs[i, :len(r)] = r
+        lengths = np.array([len(r) for r in rows], np.int64)
+        return seqs, lengths, lengths > 0
+
+    def _build(self, V):
+        lm = self.lm
+        (self._lm_vocab, self._lm_order, self._logp1, self._bow1, self._keys, self._firsts, self._logps,
+         self._bows) = _lm_tables(lm)
+        if lm is None:
+            self._alpha_k, self._beta_k, self._unk_k = 0.0, 0.0, 0.0
+            vocab_words, vocab_ids = [], np.zeros(0, np.int64)
+        else:
+            self._alpha_k, self._beta_k, self._unk_k = self.alpha, self.beta, self.unk_penalty
+            vocab_words, vocab_ids = lm.vocab[3:], np.arange(3, lm.vocab_size, dtype=np.int64)
+        # hotword phrases: labels (spaces between words) and per-label gains
+        hot_rows, hot_gains = [], []
+        for phrase, w in self.hotwords:
+            words = phrase.split()
+            if len(words) > 1 and self._space < 0:
+                raise HotwordError(f"hotwords: {phrase!r}: the model has no space token for multi-word phrases")
+            seqs, lengths, ok = self._spell(words)
+            if not ok.all():
+                bad = words[int(np.flatnonzero(~ok)[0])]
+                missing = sorted({c for c in bad if c not in self._pieces}) or [bad]
+                raise HotwordError(f"hotwords: {phrase!r}: cannot be spelled with the model's tokens "
+                                   f"(no token for {', '.join(repr(c) for c in missing)})")
+            row, gain = [], []
+            # the k-th of the phrase's n characters earns w * k / (1 + ... + n): a short partial match (a common
+            # first letter) earns little, so it displaces few other hypotheses before it is taken back
+            n = int(lengths.sum())
+            ramp = np.arange(1, n + 1, dtype=np.float64) * (w / (n * (n + 1) / 2))
+            j = 0
+            for k in range(len(words)):
+                if k:
+                    row.append(self._space)
+                    gain.append(0.0)
+                row.extend(seqs[k, :lengths[k]].tolist())
+                gain.extend(ramp[j:j + lengths[k]].tolist())
+                j += int(lengths[k])
+            hot_rows.append(row)
+            hot_gains.append(gain)
+        # vocabulary trie: LM words, plus the hotwords' words the LM lacks (id -2)
+        extra = sorted({w for p, _ in self.hotwords for w in p.split()} - set(vocab_words))
+        if lm is not None:
+            extra = [w for w in extra if lm.word_id(w) == 0]
+        words = list(vocab_words) + extra
+        ids = np.concatenate([vocab_ids, np.full(len(extra), -2, np.int64)])
+        seqs, lengths, ok = self._spell(words)
+        seqs, lengths, ids = seqs[ok], lengths[ok], ids[ok]
+        keys, path, depth_start = _build_trie(seqs, lengths, V)
+        n_nodes = len(keys) + 1
+        end = path[np.arange(len(ids)), lengths - 1] if len(ids) else np.zeros(0, np.int64)
+        trie_word = np.full(n_nodes, -1, np.int32)
+        trie_word[end] = ids
+        if self.lookahead and lm is not None:
+            best = np.full(n_nodes, -np.inf, np.float64)
+            np.maximum.at(best, end, np.asarray(self._logp1, np.float64)[np.maximum(ids, 0)])
+            parents = np.concatenate([[0], keys // V])
+            for d in range(len(depth_start) - 2, 0, -1):
+                nodes = np.arange(depth_start[d], depth_start[d + 1])
+                np.maximum.at(best, parents[nodes], best[nodes])
+            best[0] = 0.0
+            trie_score = np.minimum(best, 0.0).astype(np.float32)
+        else:
+            trie_score = np.zeros(n_nodes, np.float32)
+        self._trie_min = float(trie_score.min(initial=0.0))
+        self._oov_score = self._unk_k + self._alpha_k * math.log(10) * self._trie_min
+        self._trie_keys, self._trie_word, self._trie_score = (_readonly(keys, np.int64), _readonly(trie_word, np.int32),
+                                                              _readonly(trie_score, np.float32))
+        self._trie_first = _readonly(_offsets(keys, V, n_nodes), np.int64)
+        # hotword trie
+        if hot_rows:
+            maxlen = max(len(r) for r in hot_rows)
+            hs = np.full((len(hot_rows), maxlen), -1, np.int64)
+            hg = np.zeros((len(hot_rows), maxlen), np.float64)
+            for i, (r, g) in enumerate(zip(hot_rows, hot_gains)):
+                hs[i, :len(r)], hg[i, :len(g)] = r, g
+            hl = np.array([len(r) for r in hot_rows], np.int64)
+            hkeys, hpath, _ = _build_trie(hs, hl, V)
+            gain = np.zeros(len(hkeys) + 1, np.float64)
+            valid = hpath >= 0
+            np.maximum.at(gain, hpath[valid], hg[valid])
+            hot_end = np.zeros(len(hkeys) + 1, np.bool_)
+            hot_end[hpath[np.arange(len(hl)), hl - 1]] = True
+        else:
+            hkeys, gain, hot_end = np.zeros(0, np.int64), np.zeros(1, np.float64), np.zeros(1, np.bool_)
+        self._hot_keys, self._hot_gain, self._hot_end = (_readonly(hkeys, np.int64), _readonly(gain, np.float64),
+                                                         _readonly(hot_end, np.bool_))
+        self._hot_first = _readonly(_offsets(hkeys, V, len(gain)), np.int64)
+        self._boundary = _readonly(self._boundary, np.bool_)
+
+    def with_params(self, alpha=None, beta=None, unk_penalty=None, beam_width=None):
+        """A decoder that shares this one's LM and tries, with other weights (cheap: for grid searches).
+
+        Examples
+        --------
+        >>> from speechlstm.lm import build_lm
+        >>> d = Decoder(["_", " ", "a"], lm=build_lm([["a"]], order=2))
+        >>> e = d.with_params(alpha=0.1, beam_width=4)
+        >>> (e.alpha, e.beta, e.beam_width), (d.alpha, d.beam_width)
+        ((0.1, 0.0, 4), (0.5, 8))
+        """
+        import copy
+
+        new = copy.copy(self)
+        if alpha is not None:
+            new.alpha = self._number(alpha, "alpha")
+            if new.alpha < 0:
+                raise ValueError(f"alpha must be >= 0, got {alpha!r}")
+        if beta is not None:
+            new.beta = self._number(beta, "beta")
+        if unk_penalty is not None:
+            new.unk_penalty = self._number(unk_penalty, "unk_penalty")
+            if new.unk_penalty > 0:
+                raise ValueError(f"unk_penalty must be <= 0, got {unk_penalty!r}")
+        if beam_width is not None:
+            if isinstance(beam_width, bool) or int(beam_width) != beam_width or beam_width < 1:
+                raise ValueError(f"beam_width must be a positive integer, got {beam_width!r}")
+            new.beam_width = int(beam_width)
+        if not self._plain and self.lm is not None:
+            new._alpha_k, new._beta_k, new._unk_k = new.alpha, new.beta, new.unk_penalty
+            new._oov_score = new._unk_k + new._alpha_k * math.log(10) * self._trie_min
+        return new
+
+    def decode(self, log_probs, nbest: int = 1) -> list:
+        """Decode one utterance.
+
+        Parameters
+        ----------
+        log_probs : array_like, shape (T, V)
+            Per-frame log-softmax outputs, ``V == len(tokens)``.
+        nbest : int, optional
+            Number of hypotheses to return (at most ``beam_width``; distinct texts).
+
+        Returns
+        -------
+        list of Hypothesis
+            Best first; ``text`` filled, ``score`` the fused score, ``acoustic_score`` the CTC prefix
+            log-probability. Empty only if every alignment has probability 0.
+        """
+        lp, blank = _check_log_probs(log_probs, self.blank)
+        if lp.shape[1] != len(self.tokens):
+            raise ValueError(f"log_probs has {lp.shape[1]} labels but the decoder has {len(self.tokens)} tokens")
+        if isinstance(nbest, bool) or int(nbest) != nbest or nbest < 1:
+            raise ValueError(f"nbest must be a positive integer, got {nbest!r}")
+        if self._plain:
+            if self.beam_width == 1:
+                hyps = [greedy_decode(lp, blank)]
+            else:
+                hyps = beam_search(lp, beam_width=self.beam_width, blank=blank, prune_threshold=self.prune_threshold,
+                                   token_top_k=self.token_top_k or None)
+            for h in hyps:
+                h.acoustic_score = h.score
+        else:
+            from .kernels import ctc_lm
+
+            scores, acoustic, offsets, tokens, frames, token_scores = ctc_lm.lm_beam_search_kernel(
+                lp, blank, self.beam_width, self.prune_threshold, self.token_top_k, self._boundary, self._alpha_k,
+                self._beta_k, self._unk_k, self._oov_score, self._lm_vocab, self._lm_order, self._logp1,
+                self._bow1, self._keys, self._firsts, self._logps, self._bows, self._trie_keys, self._trie_first,
+                self._trie_word, self._trie_score, self._hot_keys, self._hot_first, self._hot_gain, self._hot_end)
+            hyps = []
+            for i in range(scores.shape[0]):
+                a, b = offsets[i], offsets[i + 1]
+                hyps.append(Hypothesis(tokens[a:b], frames[a:b], token_scores[a:b], float(scores[i]),
+                                       acoustic_score=float(acoustic[i])))
+        out, seen = [], set()
+        for h in hyps:
+            h.text = tokens_to_text(h.token_ids, self.tokens)
+            if h.text not in seen and h.score > -math.inf:
+                seen.add(h.text)
+                out.append(h)
+                if len(out) == nbest:
+                    break
+        return out

@@ -99,6 +99,7 @@ class ModelConfig:
     blank_index: int = 0
     normalization: dict = field(default_factory=lambda: {"mode": "utterance"})
     weights_file: str = "weights.npz"
+    confidence: dict | None = None  # optional word-confidence calibration (speechlstm.transcribe), see from_dict
 
     @property
     def sample_rate(self) -> int:
@@ -136,6 +137,7 @@ class ModelConfig:
             "tokens": list(self.tokens),
             "blank_index": self.blank_index,
             "weights": self.weights_file,
+            **({"confidence": self.confidence} if self.confidence is not None else {}),
         }
 
     @classmethod
@@ -217,8 +219,20 @@ class ModelConfig:
         weights_file = d.get("weights", "weights.npz")
         if not isinstance(weights_file, str) or not weights_file or os.sep in weights_file or "/" in weights_file:
             fail("'weights' must be a file name inside the model directory")
+        conf = d.get("confidence")
+        if conf is not None:  # {"method": "logistic", "greedy": [3 numbers], "beam": [4 numbers], "fit": {...}}
+            if not isinstance(conf, dict) or conf.get("method") != "logistic":
+                fail("'confidence' must be an object with \"method\": \"logistic\"")
+            unknown = set(conf) - {"method", "greedy", "beam", "fit"}
+            if unknown:
+                fail(f"confidence has unknown field(s): {', '.join(sorted(unknown))}")
+            for key, n in (("greedy", 3), ("beam", 4)):
+                w = conf.get(key)
+                if w is not None and (not isinstance(w, list) or len(w) != n or not all(_is_num(v) for v in w)):
+                    fail(f"confidence.{key} must be a list of {n} numbers")
+            conf = dict(conf)
         return cls(name=name, features=feats, architecture=arch, tokens=list(tokens), blank_index=blank,
-                   normalization=dict(norm), weights_file=weights_file)
+                   normalization=dict(norm), weights_file=weights_file, confidence=conf)
 
     def expected_shapes(self) -> dict:
         """Name -> shape of every weight array this configuration needs."""
