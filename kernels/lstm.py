@@ -41,7 +41,8 @@ from .activations import ONE as _ONE
 from .activations import sigmoid32 as _sigmoid32
 from .activations import tanh32 as _tanh32
 
-__all__ = ["pack_direction", "bilstm_layer", "stack_frames", "linear_log_softmax"]
+__all__ = ["pack_direction", "bilstm_layer", "bilstm_chunk", "stack_frames", "linear_log_softmax", "pack_output",
+           "output_log_softmax"]
 
 #: hidden units per block; gate columns per block (4 gates x 16 units)
 _U = 16
@@ -338,6 +339,73 @@ def _bilstm_kernel(x, lengths, order, wih_f, whh_f, b_f, wih_b, whh_b, b_b):
     return out
 
 
+# ------------------------------------------------- one utterance, carried state
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
+def _run_direction_one(X, reverse, Wih, Whh, bias, h0, c0, save, h_save, c_save, out, col0):
+    """One direction over the T frames of ONE utterance ``X`` (T, In), starting from ``(h0, c0)``.
+
+    The arithmetic is :func:`_run_direction`'s with a batch of one (same micro-kernels, same time chunks and
+    block order), so from a zero state the output is bit-identical to it.  After ``save`` steps (``0 < save
+    <= T``) the state is copied into ``h_save``/``c_save``.
+    """
+    T = X.shape[0]
+    NB = Whh.shape[0]
+    H = Whh.shape[1]
+    Hp = NB * _U
+    G = NB * _NW
+    TC = max(1, min(_TCHUNK, _CHUNK_ROWS, T))
+    h = np.zeros((2, 1, Hp), np.float32)
+    c = np.zeros((1, Hp), np.float32)
+    for j in range(H):
+        h[0, 0, j] = h0[j]
+        c[0, j] = c0[j]
+    xp = np.empty((TC, G), np.float32)
+    src = np.empty(TC, np.int64)
+    for s0 in range(0, T, TC):
+        s1 = min(s0 + TC, T)
+        for s in range(s0, s1):
+            src[s - s0] = T - 1 - s if reverse else s
+        _gemm_rows(X, src[:s1 - s0], Wih, bias, xp)
+        for s in range(s0, s1):
+            m = s - s0
+            hp = h[s & 1]
+            hn = h[1 - (s & 1)]
+            if s & 1:
+                if NB & 1:
+                    _lstm_row1(hp, 0, Whh, NB - 1, xp, m, c, hn)
+                nb = NB - 2 - (NB & 1)
+                while nb >= 0:
+                    _lstm_row2(hp, 0, Whh, nb, xp, m, c, hn)
+                    nb -= 2
+            else:
+                for nb in range(0, NB - 1, 2):
+                    _lstm_row2(hp, 0, Whh, nb, xp, m, c, hn)
+                if NB & 1:
+                    _lstm_row1(hp, 0, Whh, NB - 1, xp, m, c, hn)
+            f = T - 1 - s if reverse else s
+            ov = out[f, col0:col0 + H]
+            hv = hn[0]
+            for j in range(H):
+                ov[j] = hv[j]
+            if s + 1 == save:
+                for j in range(H):
+                    h_save[j] = hv[j]
+                    c_save[j] = c[0, j]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _bilstm_chunk_kernel(x, wih_f, whh_f, b_f, wih_b, whh_b, b_b, h0, c0, save):
+    T = x.shape[0]
+    H = whh_f.shape[1]
+    out = np.zeros((T, 2 * H), np.float32)
+    h_save = h0.copy()
+    c_save = c0.copy()
+    _run_direction_one(x, False, wih_f, whh_f, b_f, h0, c0, save, h_save, c_save, out, 0)
+    zero = np.zeros(H, np.float32)
+    _run_direction_one(x, True, wih_b, whh_b, b_b, zero, zero, 0, zero, zero, out, H)
+    return out, h_save, c_save
+
+
 # ---------------------------------------------------------------- public API
 _LAUNCH_LOCK = threading.Lock()
 
@@ -490,6 +558,81 @@ def bilstm_layer(x, lengths, fw_pack, bw_pack):
         return np.zeros((B, T, 2 * H), np.float32)
     order = np.argsort(-lengths, kind="stable").astype(np.int64)
     return launch_parallel(_bilstm_kernel, x, lengths, order, wih_f, whh_f, b_f, wih_b, whh_b, b_b)
+
+
+def bilstm_chunk(x, fw_pack, bw_pack, state=None, keep=None):
+    """One bidirectional LSTM layer over a chunk of ONE utterance, the forward state carried across chunks.
+
+    The building block of a latency-controlled BiLSTM (LC-BLSTM): the forward direction starts from
+    ``state`` (the state it had after the previous chunk's kept frames) and the backward direction runs over
+    the chunk alone from a zero state, so it sees only the chunk's frames as future context.  Of a chunk of
+    ``N`` kept frames plus ``R`` right-context frames, pass ``keep=N``: the returned state is the forward
+    state after frame ``N``, where the next chunk starts (the ``R`` frames' outputs are provisional and are
+    recomputed with the next chunk).
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (T, In), float32
+        The chunk's input frames, ``T >= 1``.
+    fw_pack, bw_pack : tuple
+        Packed weights (:func:`pack_direction`).
+    state : tuple of numpy.ndarray, optional
+        ``(h, c)``, each shape ``(H,)``: the forward direction's state before ``x[0]``; zeros when omitted.
+    keep : int, optional
+        Frames after which the forward state is returned, ``1 <= keep <= T`` (default ``T``).
+
+    Returns
+    -------
+    out : numpy.ndarray, shape (T, 2H), float32
+        ``[:, :H]`` forward, ``[:, H:]`` backward hidden states.  With a zero state and ``keep = T`` this is
+        bit-identical to :func:`bilstm_layer` on the same frames (the same arithmetic, one thread).
+    state : tuple of numpy.ndarray
+        ``(h, c)`` of the forward direction after ``keep`` frames, float32 ``(H,)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> H, In = 20, 8
+    >>> mk = lambda: pack_direction(rng.standard_normal((4 * H, In)) * 0.3,
+    ...                             rng.standard_normal((4 * H, H)) * 0.3, np.zeros(4 * H))
+    >>> fw, bw = mk(), mk()
+    >>> x = rng.standard_normal((10, In)).astype(np.float32)
+    >>> full = bilstm_layer(x[None], np.array([10]), fw, bw)[0]
+    >>> a, st = bilstm_chunk(x[:6], fw, bw, keep=4)      # frames 0-3 kept, 4-5 right context
+    >>> b, _ = bilstm_chunk(x[4:], fw, bw, state=st)      # continues at frame 4
+    >>> bool(np.array_equal(np.concatenate([a[:4, :H], b[:, :H]]), full[:, :H]))   # forward: exact
+    True
+    >>> bool(np.array_equal(b[:, H:], bilstm_layer(x[None, 4:], np.array([6]), fw, bw)[0][:, H:]))
+    True
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise ValueError(f"x must have shape (T, In) with T >= 1, got {x.shape}")
+    if not x.flags.writeable:
+        x = x.copy()
+    T, In = x.shape
+    wih_f, whh_f, b_f = _as_pack(fw_pack, "fw_pack")
+    wih_b, whh_b, b_b = _as_pack(bw_pack, "bw_pack")
+    if wih_f.shape[1] != In or wih_b.shape[1] != In:
+        raise ValueError(f"x has {In} features, the weights expect {wih_f.shape[1]}")
+    if whh_f.shape != whh_b.shape:
+        raise ValueError("forward and backward hidden sizes differ")
+    H = whh_f.shape[1]
+    if state is None:
+        h0 = np.zeros(H, np.float32)
+        c0 = np.zeros(H, np.float32)
+    else:
+        if len(state) != 2:
+            raise ValueError("state must be a pair (h, c)")
+        h0, c0 = (np.array(s, dtype=np.float32, order="C").reshape(-1) for s in state)
+        if h0.shape != (H,) or c0.shape != (H,):
+            raise ValueError(f"state arrays must have shape ({H},)")
+    keep = T if keep is None else int(keep)
+    if not 1 <= keep <= T:
+        raise ValueError(f"keep must lie in [1, {T}], got {keep}")
+    out, h, c = _bilstm_chunk_kernel(x, wih_f, whh_f, b_f, wih_b, whh_b, b_b, h0, c0, keep)
+    return out, (h, c)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -679,10 +822,79 @@ def linear_log_softmax(x, lengths, weight, bias):
     if bias.shape != (V,):
         raise ValueError(f"bias must have shape ({V},), got {bias.shape}")
     lengths = _check_lengths(lengths, B, T)
+    Wp, bp, V = pack_output(weight, bias)
+    return launch_parallel(_linear_lsm_kernel, x, lengths, Wp, bp, V)
+
+
+def pack_output(weight, bias):
+    """Pack the output layer ``(V, D)``, ``(V,)`` into the kernels' layout, for :func:`output_log_softmax`.
+
+    Returns ``(weight_packed (NB, D, 64), bias_packed (NB, 64), V)`` with ``NB = ceil(V / 64)``, zero padded.
+
+    Examples
+    --------
+    >>> [getattr(a, "shape", a) for a in pack_output(np.ones((29, 8)), np.zeros(29))]
+    [(1, 8, 64), (1, 64), 29]
+    """
+    weight = np.asarray(weight, dtype=np.float32)
+    bias = np.asarray(bias, dtype=np.float32)
+    if weight.ndim != 2 or weight.shape[0] < 1 or bias.shape != (weight.shape[0],):
+        raise ValueError(f"weight must have shape (V, D) and bias (V,), got {weight.shape} and {bias.shape}")
+    V, D = weight.shape
     NB = -(-V // _NW)
     Wp = np.zeros((NB * _NW, D), np.float32)
     Wp[:V] = weight
     Wp = np.ascontiguousarray(Wp.reshape(NB, _NW, D).transpose(0, 2, 1))
     bp = np.zeros(NB * _NW, np.float32)
     bp[:V] = bias
-    return launch_parallel(_linear_lsm_kernel, x, lengths, Wp, bp.reshape(NB, _NW), V)
+    return Wp, bp.reshape(NB, _NW), V
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _output_lsm_kernel(x, Wp, bp, V):
+    T = x.shape[0]
+    G = Wp.shape[0] * _NW
+    out = np.zeros((T, V), np.float32)
+    y = np.empty((min(T, _TCHUNK), G), np.float32)
+    for t0 in range(0, T, _TCHUNK):
+        t1 = min(t0 + _TCHUNK, T)
+        _gemm_rows(x, np.arange(t0, t1), Wp, bp, y)
+        for i in range(t1 - t0):
+            _log_softmax_row(y[i], V, out[t0 + i])
+    return out
+
+
+def output_log_softmax(x, out_pack):
+    """:func:`linear_log_softmax` of ONE utterance's frames on the calling thread (no parallel launch).
+
+    For short inputs, e.g. the chunks of a streaming recognizer, where waking the parallel layer's threads
+    costs more than the arithmetic.  Same arithmetic, so the same result bit for bit.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (T, D), float32
+    out_pack : tuple
+        From :func:`pack_output`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (T, V), float32
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((70, 6)).astype(np.float32)
+    >>> w, b = rng.standard_normal((5, 6)), np.zeros(5)
+    >>> lp = output_log_softmax(x, pack_output(w, b))
+    >>> bool(np.array_equal(lp, linear_log_softmax(x[None], np.array([70]), w, b)[0]))
+    True
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    Wp, bp, V = out_pack
+    if x.ndim != 2 or x.shape[1] != Wp.shape[1]:
+        raise ValueError(f"x must have shape (T, {Wp.shape[1]}), got {x.shape}")
+    if not x.flags.writeable:
+        x = x.copy()
+    if x.shape[0] == 0:
+        return np.zeros((0, V), np.float32)
+    return _output_lsm_kernel(x, Wp, bp, V)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -21,8 +22,13 @@ DEFAULT_BEAM = 8
 class Word:
     """A recognized word with its time span in seconds and a confidence in [0, 1].
 
-    The span runs from the frame where the word's first unit is emitted to the end of the frame of its last unit.
-    The confidence is the geometric mean of its units' posterior probabilities at their emission frames.
+    The span comes from a Viterbi forced alignment of the chosen hypothesis to the network's output (the CTC
+    best path of exactly those units): it runs from the first frame of the word's first unit to the end of the
+    last frame of its last unit. The confidence is an estimate of the probability that the word is right: a
+    logistic calibration (fitted on held-out data by ``tools/calibrate_confidence.py`` and stored in the model's
+    ``config.json``) of the word's posterior in the beam and its units' peak posteriors along the alignment;
+    without a calibration, the beam posterior (or, for greedy decoding, the geometric mean of the peak
+    posteriors). In grammar mode every word carries the phrase's confidence.
     """
 
     word: str
@@ -50,6 +56,16 @@ class Transcript:
         Name of the model that produced it.
     timings : dict
         Wall-clock seconds spent in ``audio``, ``features``, ``model`` and ``decoding``.
+    alternatives : list of dict
+        With ``nbest > 1``: the best ``nbest`` transcriptions, ``{"text", "score"}`` (``score``: log-probability,
+        summed over segments), best first; in grammar mode the best phrases ``{"text", "score",
+        "confidence"}``. Empty otherwise.
+    matched : bool or None
+        Grammar mode: whether the speech matched a phrase (``text`` is then the phrase, else ``""``).
+        ``None`` outside grammar mode.
+    confidence : float or None
+        Grammar mode: the best phrase's confidence (its posterior against the other phrases and the free
+        decoding), compared with the threshold. ``None`` outside grammar mode.
     """
 
     text: str
@@ -59,14 +75,42 @@ class Transcript:
     segments: list = field(default_factory=list)
     model: str = ""
     timings: dict = field(default_factory=dict)
+    alternatives: list = field(default_factory=list)
+    matched: bool | None = None
+    confidence: float | None = None
 
     def to_dict(self) -> dict:
+        """JSON-able dict; ``alternatives`` only when there are some, ``matched`` and ``confidence`` only in
+        grammar mode.
+
+        Examples
+        --------
+        >>> sorted(Transcript("hi", words=[Word("hi", 0.1, 0.3, 0.9)]).to_dict())
+        ['duration', 'model', 'score', 'segments', 'text', 'timings', 'words']
+        """
         d = asdict(self)
         d["duration"] = round(self.duration, 3)
         d["words"] = [{**w, "start": round(w["start"], 3), "end": round(w["end"], 3),
                        "confidence": round(w["confidence"], 4)} for w in d["words"]]
         d["timings"] = {k: round(v, 4) for k, v in self.timings.items()}
+        d["score"] = _finite(self.score)
+        if not self.alternatives:
+            del d["alternatives"]
+        else:
+            d["alternatives"] = [{**a, "score": _finite(a["score"]),
+                                  **({"confidence": round(a["confidence"], 4)} if "confidence" in a else {})}
+                                 for a in self.alternatives]
+        if self.matched is None:
+            del d["matched"], d["confidence"]
+        else:
+            d["confidence"] = round(float(self.confidence), 4)
         return d
+
+
+def _finite(x):
+    """A float for JSON: rounded, and None for -inf / NaN (JSON has no infinities)."""
+    x = float(x)
+    return round(x, 4) if np.isfinite(x) else None
 
 
 def default_model_dir() -> Path:
@@ -86,14 +130,27 @@ def default_model_dir() -> Path:
 
 
 def resolve_device(device: str) -> str:
-    """Map ``cpu|cuda|auto`` to the backend that will run; raises :class:`DeviceError` for an unusable choice."""
+    """Map ``cpu|cuda|auto`` to the backend that will run; raises :class:`DeviceError` for an unusable choice.
+
+    ``auto`` is ``cuda`` when :func:`speechlstm.gpu.cuda_available` (a CUDA GPU, or Numba's simulator when the
+    user set ``NUMBA_ENABLE_CUDASIM``), else ``cpu``, silently; ``cuda`` without a GPU is a one-line
+    :class:`DeviceError`.  Without an NVIDIA driver the probe is a few file checks (no ``numba.cuda`` import).
+
+    Examples
+    --------
+    >>> resolve_device("cpu"), resolve_device("auto") in ("cpu", "cuda")
+    ('cpu', True)
+    """
     if device not in DEVICES:
         raise DeviceError(f"unknown device {device!r}: choose cpu, cuda or auto")
     if device == "cpu":
         return "cpu"
+    from .gpu import cuda_available, require_cuda
+
     if device == "auto":
-        return "cpu"  # only the CPU backend exists so far; auto silently uses it
-    raise DeviceError("device 'cuda': the numba.cuda backend is not part of this version yet; use --device cpu")
+        return "cuda" if cuda_available() else "cpu"
+    require_cuda()
+    return "cuda"
 
 
 class Recognizer:
@@ -110,6 +167,24 @@ class Recognizer:
     segment_seconds : float
         Longest piece of audio processed at once; longer audio is cut at low-energy points, which keeps memory
         flat for long recordings.
+    lm : None, "none", str, PathLike or NGramLM, keyword-only
+        n-gram language model fused into the beam search (shallow fusion). ``None`` (default): the model
+        directory's ``lm.bin`` when there is one, else no LM; ``"none"``: no LM; a path: an ``lm.bin`` or ARPA
+        file; or a loaded :class:`speechlstm.lm.NGramLM`.
+    alpha, beta : float, keyword-only
+        LM weight and word insertion bonus (default: ``speechlstm.decoding.DEFAULT_ALPHA`` / ``DEFAULT_BETA``).
+    hotwords : str or list, keyword-only
+        Words or phrases to favour, e.g. ``"speechlstm,turn on the lights:4.0"`` (``phrase[:weight]``, comma
+        separated; default weight ``speechlstm.decoding.DEFAULT_HOTWORD_WEIGHT``).
+    grammar : list of str, str, PathLike or Grammar, keyword-only
+        Command grammar mode: the phrases (or a grammar file, see :mod:`speechlstm.grammar`). The transcript's
+        ``text`` is then always one of the phrases or ``""`` (no match), with ``matched`` and ``confidence``.
+    grammar_threshold : float, keyword-only
+        Smallest phrase confidence accepted in grammar mode (default
+        :data:`speechlstm.grammar.DEFAULT_GRAMMAR_THRESHOLD`).
+    nbest : int, keyword-only
+        Number of alternative transcriptions in ``Transcript.alternatives`` (1: none); the beam is widened to
+        at least ``nbest``.
 
     Notes
     -----
@@ -125,28 +200,97 @@ class Recognizer:
     >>> t = r.transcribe(np.zeros(8000, np.float32), sample_rate=16000)
     >>> round(t.duration, 2)
     0.5
+    >>> g = Recognizer(d, grammar=["yes", "no"]).transcribe(np.zeros(8000, np.float32), sample_rate=16000)
+    >>> g.text in ("", "yes", "no"), isinstance(g.matched, bool), 0.0 <= g.confidence <= 1.0
+    (True, True, True)
     """
 
     def __init__(self, model=None, device: str = "auto", beam_width: int = DEFAULT_BEAM,
-                 segment_seconds: float = 30.0):
+                 segment_seconds: float = 30.0, *, lm=None, alpha: float | None = None,
+                 beta: float | None = None, hotwords=None, grammar=None, grammar_threshold: float | None = None,
+                 nbest: int = 1):
         self.device = resolve_device(device)
         if isinstance(model, AcousticModel):
             self.model = model
         else:
             self.model = load_model(default_model_dir() if model is None else model)
+        if self.device == "cuda":  # the acoustic model's BiLSTM, output layer and log-softmax on the GPU
+            from .gpu import on_gpu
+            self.model = on_gpu(self.model)
         if int(beam_width) < 1:
             raise ValueError("beam_width must be >= 1")
         if not segment_seconds >= 1.0:
             raise ValueError("segment_seconds must be >= 1")
         self.beam_width = int(beam_width)
         self.segment_seconds = float(segment_seconds)
+        self.nbest = _check_nbest(nbest)
+        self._fusion = self._resolve_fusion(lm, alpha, beta, hotwords)
+        self._decoders: dict = {}
+        self._lock = threading.Lock()
+        if self._fusion is not None:
+            self._decoder(self.beam_width)  # bad hotwords (e.g. unspellable) are reported now
+        self.grammar = None
+        if grammar is not None:
+            from .grammar import DEFAULT_GRAMMAR_THRESHOLD, load_grammar
+
+            self.grammar = load_grammar(grammar)
+            self.grammar.compile(self.model.config.tokens, self.model.config.blank_index)  # errors now, not later
+            t = DEFAULT_GRAMMAR_THRESHOLD if grammar_threshold is None else grammar_threshold
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= float(t) <= 1.0:
+                raise ValueError(f"grammar_threshold must be a number in [0, 1], got {grammar_threshold!r}")
+            self.grammar_threshold = float(t)
+        elif grammar_threshold is not None:
+            raise ValueError("grammar_threshold needs a grammar")
+        self.calibration = ConfidenceCalibration.from_config(self.model.config)
+
+    def _resolve_fusion(self, lm, alpha, beta, hotwords):
+        """Options of the LM / hotword decoder, or None when plain CTC decoding does."""
+        for name, v in (("alpha", alpha), ("beta", beta)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v)):
+                raise ValueError(f"{name} must be a finite number, got {v!r}")
+        if lm is None:
+            where = getattr(self.model, "path", None)
+            found = Path(where) / "lm.bin" if where else None
+            lm = str(found) if found is not None and found.is_file() else None
+        elif lm is False or (isinstance(lm, str) and lm.strip().lower() == "none"):
+            lm = None
+        if lm is None and hotwords is None:
+            return None
+        from . import decoding
+
+        if isinstance(lm, (str, os.PathLike)):
+            lm = decoding.load_lm(lm)
+        if isinstance(hotwords, str):
+            hotwords = decoding.parse_hotwords(hotwords)
+        opts = {"lm": lm, "hotwords": hotwords}
+        if alpha is not None:
+            opts["alpha"] = float(alpha)
+        if beta is not None:
+            opts["beta"] = float(beta)
+        return opts
+
+    def _decoder(self, beam: int):
+        dec = self._decoders.get(beam)
+        if dec is None:
+            from .decoding import Decoder
+
+            cfg = self.model.config
+            with self._lock:
+                dec = self._decoders.get(beam)
+                if dec is None:
+                    if self._decoders:  # share the LM and the tries: only the beam width differs
+                        dec = next(iter(self._decoders.values())).with_params(beam_width=beam)
+                    else:
+                        dec = Decoder(cfg.tokens, cfg.blank_index, beam_width=beam, **self._fusion)
+                    self._decoders[beam] = dec
+        return dec
 
     @property
     def sample_rate(self) -> int:
         return self.model.config.sample_rate
 
     def transcribe(self, audio, sample_rate: int | None = None, beam_width: int | None = None,
-                   progress=None) -> Transcript:
+                   progress=None, nbest: int | None = None) -> Transcript:
         """Transcribe a file path, ``"-"`` (standard input), bytes, or an array of samples.
 
         Parameters
@@ -160,6 +304,8 @@ class Recognizer:
             Overrides the recognizer's beam width for this call.
         progress : callable, optional
             Called with the number of audio seconds just processed, after each segment.
+        nbest : int, optional
+            Overrides the recognizer's number of alternatives for this call.
 
         Returns
         -------
@@ -174,6 +320,10 @@ class Recognizer:
 
         sr = self.sample_rate
         beam = self.beam_width if beam_width is None else int(beam_width)
+        if beam < 1:
+            raise ValueError("beam_width must be >= 1")
+        k = self.nbest if nbest is None else _check_nbest(nbest)
+        beam = max(beam, k)
         timings = {"audio": 0.0, "features": 0.0, "model": 0.0, "decoding": 0.0}
         t0 = time.perf_counter()
         if isinstance(audio, np.ndarray):
@@ -189,6 +339,8 @@ class Recognizer:
         timings["audio"] += time.perf_counter() - t0
 
         words, pieces, total_score, n_samples = [], [], 0.0, 0
+        alternatives = [("", 0.0)] if k > 1 else []
+        grammar_lps = []  # grammar mode: (start sample, log-probs) of every segment, matched at the end
         while True:
             t0 = time.perf_counter()
             nxt = next(segments, None)
@@ -197,56 +349,294 @@ class Recognizer:
                 break
             start, seg = nxt
             n_samples = start + len(seg)
-            text, seg_words, score = self._transcribe_segment(seg, start / sr, beam, timings)
-            total_score += score
-            words.extend(seg_words)
-            pieces.append({"start": round(start / sr, 3), "end": round((start + len(seg)) / sr, 3), "text": text})
+            lp = self._log_probs(seg, timings)
+            piece = {"start": round(start / sr, 3), "end": round((start + len(seg)) / sr, 3), "text": ""}
+            if self.grammar is not None:
+                grammar_lps.append((start, lp))
+            else:
+                t0 = time.perf_counter()
+                r = self._decode_log_probs(lp, start / sr, beam, k)
+                timings["decoding"] += time.perf_counter() - t0
+                total_score += r.score
+                words.extend(r.words)
+                piece["text"] = r.text
+                if k > 1:
+                    alternatives = _merge_alternatives(alternatives, r.alternatives, k)
+            pieces.append(piece)
             if progress is not None:
                 progress(len(seg) / sr)
+        duration = n_samples / sr
+        name = self.model.config.name
+        if self.grammar is not None:
+            t0 = time.perf_counter()
+            tr = self._match_grammar(grammar_lps, pieces, beam, k)
+            timings["decoding"] += time.perf_counter() - t0
+            tr.duration, tr.model, tr.timings = duration, name, timings
+            return tr
         text = " ".join(p["text"] for p in pieces if p["text"])
-        return Transcript(text=text, words=words, duration=n_samples / sr, score=total_score, segments=pieces,
-                          model=self.model.config.name, timings=timings)
+        alts = [{"text": t, "score": sc} for t, sc in alternatives] if k > 1 else []
+        return Transcript(text=text, words=words, duration=duration, score=total_score, segments=pieces,
+                          model=name, timings=timings, alternatives=alts)
 
-    def _transcribe_segment(self, samples, offset, beam, timings):
-        from .decoding import decode
-
-        cfg = self.model.config
+    def _log_probs(self, samples, timings):
         t0 = time.perf_counter()
         feats = self.model.featurize(samples)
         t1 = time.perf_counter()
         lp = self.model.log_probs([feats])[0]
-        t2 = time.perf_counter()
-        hyp = decode(lp, cfg.tokens, blank=cfg.blank_index, beam_width=beam)
-        words = _words(hyp, cfg.tokens, cfg.frame_seconds, offset)
-        t3 = time.perf_counter()
         timings["features"] += t1 - t0
-        timings["model"] += t2 - t1
-        timings["decoding"] += t3 - t2
-        return " ".join(w.word for w in words), words, float(hyp.score)
+        timings["model"] += time.perf_counter() - t1
+        return lp
 
+    def _hypotheses(self, lp, beam: int, want: int) -> list:
+        """Up to ``want`` hypotheses of one segment, best first, with ``text`` filled (at least one)."""
+        from .decoding import beam_search, greedy_decode, tokens_to_text
 
-def _words(hyp, tokens, frame_seconds, offset) -> list:
-    """Group a hypothesis' units into words at space units, with times and confidences."""
-    words, cur, frames, scores = [], [], [], []
-
-    def flush():
-        if cur:
-            start = offset + frames[0] * frame_seconds
-            end = offset + (frames[-1] + 1) * frame_seconds
-            conf = float(np.exp(np.mean(scores)))
-            words.append(Word("".join(cur), start, end, min(1.0, max(0.0, conf))))
-        cur.clear(), frames.clear(), scores.clear()
-
-    for tid, fr, sc in zip(hyp.token_ids, hyp.frames, hyp.token_scores):
-        piece = tokens[int(tid)]
-        if piece.isspace():
-            flush()
+        cfg = self.model.config
+        if self._fusion is not None:
+            hyps = list(self._decoder(beam).decode(lp, nbest=max(1, min(want, beam))))
+        elif beam <= 1:
+            hyps = [greedy_decode(lp, blank=cfg.blank_index)]
         else:
-            cur.append(piece)
-            frames.append(int(fr))
-            scores.append(float(sc))
-    flush()
-    return words
+            hyps = beam_search(lp, beam_width=beam, blank=cfg.blank_index)[:want]
+        if not hyps:
+            hyps = [greedy_decode(lp, blank=cfg.blank_index)]
+        for h in hyps:
+            h.text = tokens_to_text(h.token_ids, cfg.tokens)
+        return hyps
+
+    def _decode_log_probs(self, lp, offset: float = 0.0, beam: int | None = None, nbest: int = 1) -> "SegmentResult":
+        """Decode one segment's log-probabilities: text, timed words with confidences, alternatives.
+
+        Also returns the raw confidence features (what ``tools/calibrate_confidence.py`` fits).
+        """
+        cfg = self.model.config
+        beam = self.beam_width if beam is None else int(beam)
+        mode = "beam" if beam > 1 else "greedy"
+        hyps = self._hypotheses(lp, beam, beam if mode == "beam" else 1)
+        best = hyps[0]
+        spans = word_spans(lp, best.token_ids, cfg.tokens, cfg.blank_index, fallback_frames=best.frames)
+        feats = np.zeros((len(spans), 3), np.float64)
+        for i, (_, _, _, f_mean, f_min) in enumerate(spans):
+            feats[i, 0], feats[i, 1] = f_mean, f_min
+        if mode == "beam":
+            feats[:, 2] = np.log(np.maximum(word_posteriors(hyps, [w for w, *_ in spans]), 1e-9))
+        conf = self.calibration.confidence(feats, mode)
+        fs = cfg.frame_seconds
+        words = [Word(w, offset + first * fs, offset + (last + 1) * fs, float(c))
+                 for (w, first, last, _, _), c in zip(spans, conf)]
+        alts = []
+        if nbest > 1:
+            seen = set()
+            for h in hyps:
+                if h.text not in seen:
+                    seen.add(h.text)
+                    alts.append((h.text, float(h.score)))
+                if len(alts) == nbest:
+                    break
+        return SegmentResult(" ".join(w.word for w in words), words, float(best.score), alts, feats, mode)
+
+    def _match_grammar(self, lps, pieces, beam, nbest) -> Transcript:
+        """Grammar mode: match the whole audio (its segments' log-probabilities end to end) against the grammar."""
+        from .grammar import DEFAULT_FILLER_BEAM
+
+        cfg = self.model.config
+        fs, sr = cfg.frame_seconds, self.sample_rate
+        if lps:
+            lp = np.concatenate([x for _, x in lps]) if len(lps) > 1 else lps[0][1]
+            times = np.concatenate([s / sr + np.arange(x.shape[0]) * fs for s, x in lps])
+        else:
+            lp, times = np.zeros((0, len(cfg.tokens)), np.float32), np.zeros(0)
+        m = self.grammar.match(lp, cfg.tokens, cfg.blank_index, threshold=self.grammar_threshold, nbest=nbest,
+                               filler_beam=max(DEFAULT_FILLER_BEAM, beam))
+        words = []
+        if m.matched:
+            for w, first, last, _, _ in word_spans(lp, m.label_ids, cfg.tokens, cfg.blank_index):
+                words.append(Word(w, float(times[first]), float(times[last] + fs), m.confidence))
+            for p in pieces:
+                p["text"] = " ".join(w.word for w in words if p["start"] <= w.start < p["end"])
+        alts = m.alternatives if nbest > 1 else []
+        return Transcript(text=m.text, words=words, score=m.score, segments=pieces, alternatives=alts,
+                          matched=m.matched, confidence=m.confidence)
+
+    def stream(self, **options):
+        """A :class:`speechlstm.stream.StreamingRecognizer` on this recognizer: ``accept(samples)`` returns
+        ``Partial``/``Final`` events, ``finish()`` the last ones (options: see :mod:`speechlstm.stream`)."""
+        from .stream import StreamingRecognizer
+
+        return StreamingRecognizer(self, **options)
+
+
+@dataclass
+class SegmentResult:
+    """What :meth:`Recognizer._decode_log_probs` returns for one segment."""
+
+    text: str
+    words: list
+    score: float
+    alternatives: list  # (text, score), best first
+    features: np.ndarray  # (words, 3): mean and min peak log-prob of the word's units, log beam posterior
+    mode: str  # "beam" or "greedy"
+
+
+CONFIDENCE_FEATURES = {"greedy": ("mean_peak_logp", "min_peak_logp"),
+                       "beam": ("mean_peak_logp", "min_peak_logp", "log_beam_posterior")}
+"""Inputs of the logistic confidence calibration, per decoding mode (columns of SegmentResult.features)."""
+
+
+@dataclass
+class ConfidenceCalibration:
+    """Word confidence = ``sigmoid(w[0] + w[1:] . features)``, one weight vector per decoding mode.
+
+    Stored in a model's ``config.json`` as ``"confidence": {"method": "logistic", "greedy": [w0, w1, w2],
+    "beam": [w0, w1, w2, w3]}`` (features: :data:`CONFIDENCE_FEATURES`); fitted by
+    ``tools/calibrate_confidence.py``. A mode without weights uses the raw confidence: the word's beam
+    posterior, or for greedy decoding the geometric mean of its units' peak posteriors.
+
+    Examples
+    --------
+    >>> c = ConfidenceCalibration(beam=[0.0, 0.0, 0.0, 1.0])
+    >>> f = np.array([[-0.1, -0.2, np.log(0.5)]])
+    >>> round(float(c.confidence(f, "beam")[0]), 3), round(float(c.confidence(f, "greedy")[0]), 3)
+    (0.333, 0.905)
+    """
+
+    greedy: list | None = None
+    beam: list | None = None
+
+    @classmethod
+    def from_config(cls, config) -> "ConfidenceCalibration":
+        d = getattr(config, "confidence", None) or {}
+        return cls(greedy=d.get("greedy"), beam=d.get("beam"))
+
+    def confidence(self, features, mode: str) -> np.ndarray:
+        """Confidences in [0, 1] of words with raw ``features`` (rows as in :attr:`SegmentResult.features`)."""
+        f = np.asarray(features, np.float64)
+        if f.shape[0] == 0:
+            return np.zeros(0)
+        w = self.greedy if mode == "greedy" else self.beam
+        if w is None:
+            return raw_confidence(f, mode)
+        x = f[:, : len(CONFIDENCE_FEATURES[mode])]
+        z = float(w[0]) + x @ np.asarray(w[1:], np.float64)
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+def raw_confidence(features, mode: str) -> np.ndarray:
+    """Uncalibrated confidence: the beam posterior (``mode="beam"``) or ``exp(mean peak log-prob)`` (greedy)."""
+    f = np.asarray(features, np.float64)
+    return np.clip(np.exp(f[:, 2] if mode == "beam" else f[:, 0]), 0.0, 1.0)
+
+
+def _check_nbest(nbest) -> int:
+    if isinstance(nbest, bool) or not isinstance(nbest, (int, np.integer)) or nbest < 1:
+        raise ValueError(f"nbest must be a positive integer, got {nbest!r}")
+    return int(nbest)
+
+
+def _merge_alternatives(acc, seg, k):
+    """k best (text, score) of the concatenation of two independent k-best lists (scores add)."""
+    seg = seg or [("", 0.0)]
+    out = {}
+    for ta, sa in acc:
+        for tb, sb in seg:
+            t = f"{ta} {tb}" if ta and tb else ta or tb
+            s = sa + sb
+            if t not in out or s > out[t]:
+                out[t] = s
+    return sorted(out.items(), key=lambda x: -x[1])[:k]
+
+
+def word_spans(log_probs, token_ids, tokens, blank: int, fallback_frames=None) -> list:
+    """Words of a unit sequence with their frame spans from a CTC forced alignment, and peak log-probs.
+
+    Parameters
+    ----------
+    log_probs : ndarray, shape (T, V)
+    token_ids : sequence of int
+        The hypothesis (no blanks); whitespace units separate words.
+    tokens : sequence of str
+    blank : int
+    fallback_frames : sequence of int, optional
+        Emission frame of each unit, used when the units cannot be aligned (never for a decoder's own output).
+
+    Returns
+    -------
+    list of tuple
+        ``(word, first_frame, last_frame, mean_peak_logp, min_peak_logp)``: first frame of its first unit, last
+        frame of its last unit on the best path, and the mean / min over its units of the largest log-prob
+        the unit has on its frames.
+
+    Examples
+    --------
+    >>> p = np.array([[.1, .8, .05, .05], [.8, .1, .05, .05], [.05, .05, .8, .1], [.1, .1, .1, .7]], np.float32)
+    >>> [(w, a, b) for w, a, b, _, _ in word_spans(np.log(p), [1, 2, 1], ["_", "o", " ", "x"], 0)]
+    [('o', 0, 0), ('o', 3, 3)]
+    """
+    from .kernels import align
+
+    ids = np.ascontiguousarray(token_ids, dtype=np.int32)
+    if ids.size == 0:
+        return []
+    lp = np.ascontiguousarray(log_probs, dtype=np.float32)
+    first, last, peak, score = align.viterbi_align_kernel(lp, ids, int(blank))
+    if not np.isfinite(score):
+        if fallback_frames is None or len(fallback_frames) != ids.size:
+            return []
+        first = last = np.asarray(fallback_frames, np.int64)
+        peak = lp[first, ids]
+    peak = np.maximum(np.asarray(peak, np.float64), -30.0)
+    spans, cur = [], []
+    for i, tid in enumerate(ids.tolist()):
+        piece = tokens[tid]
+        if piece.isspace():
+            if cur:
+                spans.append(cur)
+            cur = []
+        else:
+            cur.append(i)
+    if cur:
+        spans.append(cur)
+    out = []
+    for idx in spans:
+        pk = peak[idx]
+        out.append(("".join(tokens[ids[i]] for i in idx).strip(), int(first[idx[0]]), int(last[idx[-1]]),
+                    float(pk.mean()), float(pk.min())))
+    return out
+
+
+def word_posteriors(hyps, words) -> np.ndarray:
+    """Posterior of each word of the best hypothesis: the share of the beam's probability carried by the
+    hypotheses that have the same word at the same place (words matched with :class:`difflib.SequenceMatcher`).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as H
+    >>> hyps = [H(text="a b c", score=np.log(0.5)), H(text="a d c", score=np.log(0.3)),
+    ...         H(text="a b", score=np.log(0.2))]
+    >>> word_posteriors(hyps, ["a", "b", "c"]).round(2).tolist()
+    [1.0, 0.7, 0.8]
+    """
+    from difflib import SequenceMatcher
+
+    n = len(words)
+    post = np.zeros(n)
+    if n == 0 or not hyps:
+        return post
+    scores = np.array([h.score for h in hyps], np.float64)
+    if not np.isfinite(scores[0]):
+        return np.ones(n)
+    scores = np.where(np.isfinite(scores), scores, -np.inf)
+    w = np.exp(scores - scores.max())
+    w /= w.sum()
+    for h, wk in zip(hyps, w):
+        other = h.text.split()
+        if other == list(words):
+            post += wk
+            continue
+        sm = SequenceMatcher(None, list(words), other, autojunk=False)
+        for a, _, size in sm.get_matching_blocks():
+            post[a:a + size] += wk
+    return np.clip(post, 0.0, 1.0)
 
 
 def output_path(output_dir, source, fmt: str) -> str:

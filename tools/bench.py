@@ -17,7 +17,19 @@ Keys (ratios > 1 mean speechlstm is faster):
 - ``ctc_loss_speedup_vs_torch``: CTC loss + gradient w.r.t. the logits, batch 16, T=500, 30 classes, 2 threads,
   peer torch log_softmax + F.ctc_loss + backward (tools/bench_ctc_loss.py);
 - ``train_step_speedup_vs_torch``: forward + CTC + backward + Adam, 3 x 320 BiLSTM, batch 16, T=500, 30 classes,
-  2 threads, peer torch.nn.LSTM + F.ctc_loss + torch.optim.Adam (tools/bench_train.py).
+  2 threads, peer torch.nn.LSTM + F.ctc_loss + torch.optim.Adam (tools/bench_train.py);
+- ``stream_partial_latency_ms`` / ``stream_cpu_fraction``: streaming recognition fed in 50 ms real-time chunks:
+  median time from the end of a word in the audio to its first appearance in a partial result, and CPU seconds
+  per audio second (tools/bench_stream.py; the shipped model when there is one, else a random 3 x 256 model for
+  the CPU cost and the hand-set burst model for the latency);
+- ``beam_lm_speedup_vs_pyctcdecode``: CTC beam search with a 3-gram ARPA LM (alpha/beta fusion, beam 8), peer
+  pyctcdecode 0.5.0 + kenlm on the same log-probs, ARPA file and beam width, one thread; ``beam_lm_wer`` and
+  ``beam_lm_pyctcdecode_wer`` are both WERs (tools/bench_lm.py: log-probs of the shipped model on the LJSpeech dev
+  clips when a model ships, else synthetic log-probs of the dev transcripts).
+- ``gpu_*`` (only when a CUDA GPU is present, not the simulator): the numba.cuda backend against PyTorch on the
+  same GPU -- ``gpu_bilstm_throughput_ratio_b64``, ``gpu_bilstm_latency_ratio_b1``, ``gpu_ctc_speedup_vs_torch``,
+  ``gpu_train_step_speedup_vs_torch``, ``gpu_bilstm_tflops_b64``, ``gpu_peak_fp32_tflops``, ``gpu_device``
+  (tools/gpu_check.py, which also checks the GPU results against the CPU kernels at these sizes).
 """
 
 from __future__ import annotations
@@ -95,6 +107,25 @@ def _prefixed(prefix: str, d: dict) -> dict:
     return {k if k.startswith(prefix) else f"{prefix}_{k}": v for k, v in d.items()}
 
 
+def gpu_present() -> bool:
+    """A real CUDA GPU (``numba.cuda.is_available()``, never the simulator)."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "").strip() not in ("", "0"):
+        return False
+    from speechlstm.gpu import cuda_available
+
+    return cuda_available()
+
+
+def bench_gpu(quick: bool) -> dict:
+    """The ``gpu_*`` keys of tools/gpu_check.py (benchmarks against torch on the same GPU)."""
+    from gpu_check import run
+
+    res = run(checks=False, bench=True, repeats=2 if quick else 5)
+    out = {k: v for k, v in res.items() if k.startswith("gpu_")}
+    out["gpu_device"] = res.get("device")
+    return out
+
+
 def machine() -> str:
     cpu = platform.processor() or ""
     try:
@@ -116,7 +147,9 @@ def main(argv=None) -> int:
     from bench_bilstm import bench_bilstm
     from bench_ctc_loss import bench_ctc_loss
     from bench_frontend import bench_frontend
+    from bench_lm import bench_lm, shipped_model
     from bench_train import bench_train_step
+    from bench_stream import bench_stream
 
     results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
     reps = 2 if args.quick else 5
@@ -131,7 +164,12 @@ def main(argv=None) -> int:
             ("CTC loss vs torch", lambda: _prefixed("ctc_loss", bench_ctc_loss(repeats=2 if args.quick else 5))),
             ("training step vs torch", lambda: _prefixed("train_step", bench_train_step(
                 repeats=1 if args.quick else 3, T=100 if args.quick else 500))),
+            ("streaming", lambda: bench_stream(seconds=20.0 if args.quick else 60.0)),
+            ("LM beam search vs pyctcdecode", lambda: bench_lm(
+                model=shipped_model(), repeats=1 if args.quick else 3, max_utterances=20 if args.quick else None)),
         ]
+        if gpu_present():
+            steps.append(("GPU vs torch (tools/gpu_check.py)", lambda: bench_gpu(args.quick)))
         for label, fn in steps:
             print(f"... {label}", file=sys.stderr, flush=True)
             results.update(fn())
@@ -144,7 +182,20 @@ def main(argv=None) -> int:
         ("CLI start-up, warm cache", "cli_startup_s", "s", "<= 1.5 s"),
         ("CTC loss+grad speed-up vs torch", "ctc_loss_speedup_vs_torch", "x", ">= 1.0"),
         ("training step speed-up vs torch", "train_step_speedup_vs_torch", "x", ">= 1.0"),
+        ("LM beam search speed-up vs pyctcdecode", "beam_lm_speedup_vs_pyctcdecode", "x", ">= 5"),
+        ("  WER of the LM beam search (ours)", "beam_lm_wer", "", "<= pyctcdecode's"),
+        ("  WER of pyctcdecode", "beam_lm_pyctcdecode_wer", "", ""),
+        ("streaming: partial latency (median)", "stream_partial_latency_ms", " ms", "<= 300 ms"),
+        ("streaming: CPU per audio second", "stream_cpu_fraction", "", "<= 0.25"),
     ]
+    if "gpu_device" in results:
+        rows += [
+            ("GPU BiLSTM throughput b64 vs cuDNN", "gpu_bilstm_throughput_ratio_b64", "x", ">= 0.5"),
+            ("GPU BiLSTM latency b1 vs cuDNN", "gpu_bilstm_latency_ratio_b1", "x", ">= 0.5"),
+            ("GPU CTC loss+grad vs torch", "gpu_ctc_speedup_vs_torch", "x", ">= 0.5"),
+            ("GPU training step vs torch", "gpu_train_step_speedup_vs_torch", "x", ""),
+            ("GPU BiLSTM b64 TFLOP/s", "gpu_bilstm_tflops_b64", "", "vs gpu_peak_fp32_tflops"),
+        ]
     print(f"speechlstm benchmarks  {results['date']}  {results['machine']}")
     print(f"{'measure':44s} {'value':>10s}  target")
     for label, key, unit, target in rows:
