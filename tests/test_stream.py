@@ -279,3 +279,38 @@ def test_cli_transcribe_stream(burst_model_dir, burst_wav):
     d = json.loads(streamed.stdout)
     assert d["text"] == offline.stdout.strip() == "a a a"
     assert len(d["words"]) == 3
+
+
+# ------------------------------------------------------------------------------ benchmark measures
+@pytest.fixture(scope="module")
+def bench_stream_tool():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "bench_stream.py"
+    spec = importlib.util.spec_from_file_location("bench_stream", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_latency_and_agreement_measures(bench_stream_tool):
+    from speechlstm.transcribe import Word
+
+    b = bench_stream_tool
+    final = Final("hello world", [Word("hello", 0.2, 0.9, 1.0), Word("world", 1.1, 1.8, 1.0)], 0.1, 2.0)
+    seen = [(1.0, Partial("hel")), (1.2, Partial("hello")), (1.5, Partial("yellow wor")),
+            (2.0, Partial("hello world")), (2.7, final)]
+    lat, only_final = b.latencies(seen)
+    assert np.allclose(lat, [0.3, 0.2]) and only_final == 0
+    lat, _ = b.latencies(seen, [[None, 1.9]])
+    assert np.allclose(lat, [0.1])
+    lat, only_final = b.latencies(seen[:1] + seen[-1:])  # never shown: counted at the final's time
+    assert np.allclose(lat, [1.8, 0.9]) and only_final == 2
+    a = b.agreement(seen)
+    assert a["last_partial_wer_vs_final"] == 0.0
+    assert a["partial_word_stability"] == pytest.approx(1 / 2)  # 'yellow' was shown, 'hello' kept
+    x = np.zeros(SR, np.float32)
+    x[int(0.2 * SR):int(0.5 * SR)] = 0.3
+    x += (np.random.default_rng(0).standard_normal(SR) * 1e-4).astype(np.float32)
+    assert b.speech_end(x) == pytest.approx(0.5, abs=0.011)
