@@ -13,8 +13,8 @@ How it works
 ------------
 * **Front end, incrementally.**  Log-mel (or MFCC, with deltas) frames are computed as soon as the samples
   under their window have arrived, with the same kernel and convention as the offline path (the kernel
-  takes the sample before its buffer for the pre-emphasis, so chunk boundaries change nothing; deltas wait
-  for their +-2 frame context).  ``"global"`` normalization is exact per frame; ``"utterance"``
+  takes the sample before its buffer for the pre-emphasis, so chunk boundaries change nothing: the frames are
+  bit-identical; deltas wait for their +-2 frame context, delta-deltas for +-4).  ``"global"`` normalization is exact per frame; ``"utterance"``
   normalization uses a running estimate (mean/variance of the frames of all utterances so far, with a
   30 s memory).
 * **Voice activity and endpointing.**  Energy per 10 ms against an adaptive noise floor (falls at once to
@@ -30,13 +30,15 @@ How it works
   right context from a zero state, the outputs of the ``N`` frames are kept and those of the ``R`` frames
   are recomputed with the next chunk (:func:`speechlstm.kernels.lstm.bilstm_chunk`).  The frames after the
   last full chunk (fewer than ``N + R``) are run provisionally from the carried state, so a partial covers
-  all audio received so far; it is the greedy CTC decoding of the kept plus provisional frames.  The cost
-  per second of audio is bounded (it does not grow with the utterance).  ``partials="redecode"`` instead
+  all audio received so far; the kept plus provisional frames are decoded by the recognizer's decoder (beam
+  search with its language model and hotwords, ``partial_beam`` wide; 1 = greedy).  The network's cost per
+  second of audio is bounded (it does not grow with the utterance).  ``partials="redecode"`` instead
   re-runs the full BiLSTM over the open utterance at every partial (cost growing with its length);
   ``partials="none"`` computes none.
 * **Finals.**  With ``final_pass=True`` (default) a closed utterance is re-decoded from its audio by
-  :meth:`Recognizer.transcribe` -- the offline path, full BiLSTM and beam search -- so a final has offline
-  quality; with ``final_pass=False`` the LC-BLSTM's own outputs are beam-searched.
+  :meth:`Recognizer.transcribe` -- the offline path, full BiLSTM and beam search (language model and
+  hotwords included) -- so a final is what the offline path gives for the utterance's audio; with
+  ``final_pass=False`` the LC-BLSTM's own outputs are decoded instead.
 
 Memory is bounded: the stream keeps the open utterance (at most ``max_utterance`` seconds) and
 ``pre_roll`` seconds before it.  Measured choices and costs are in BENCHMARKS.md.
@@ -57,9 +59,10 @@ __all__ = ["Partial", "Final", "StreamingRecognizer", "transcribe_stream", "DEFA
 #: Default options of :class:`StreamingRecognizer` (seconds unless stated).
 DEFAULTS = dict(
     partials="lc",
-    chunk_seconds=0.48,
-    right_context_seconds=0.96,
+    chunk_seconds=0.96,
+    right_context_seconds=1.5,
     partial_interval=0.2,
+    partial_beam=None,
     trailing_silence=0.6,
     max_utterance=20.0,
     min_speech=0.05,
@@ -367,6 +370,9 @@ class StreamingRecognizer:
         LC-BLSTM chunk (kept) and right-context lengths, rounded to network frames (at least one).
     partial_interval : float
         Audio seconds between partial updates; a :class:`Partial` is returned when the text changed.
+    partial_beam : int, optional
+        Beam of the partials' decoding, with the recognizer's language model and hotwords if it has them
+        (default: ``beam_width``); 1 is greedy decoding without them.
     trailing_silence : float
         Seconds without speech that end an utterance.
     max_utterance : float
@@ -427,6 +433,10 @@ class StreamingRecognizer:
         self.beam_width = recognizer.beam_width if beam_width is None else int(beam_width)
         if self.beam_width < 1:
             raise ValueError("beam_width must be >= 1")
+        pb = o["partial_beam"]
+        if pb is not None and (isinstance(pb, bool) or not isinstance(pb, int) or pb < 1):
+            raise ValueError(f"partial_beam must be a positive integer or None (got {pb!r})")
+        self._partial_beam = self.beam_width if pb is None else pb
         fcfg = cfg.features
         self.hop = fcfg.hop_length
         self.frame_s = self.hop / self.sr
@@ -521,7 +531,7 @@ class StreamingRecognizer:
         self._add_feats(self._fs.flush())
         self.timings["features"] += time.perf_counter() - t0
         if self._u_start is not None:
-            self._end_utterance(-(-self._n // self.hop), events, trim=True, at_end=True)
+            self._end_utterance(-(-self._n // self.hop), events, trim=True)
         self._closed = True
         return events
 
@@ -595,7 +605,7 @@ class StreamingRecognizer:
         self._start_utterance(cut, i)
         self._last_tick = cut
 
-    def _end_utterance(self, end: int, events: list, trim: bool = False, at_end: bool = False) -> None:
+    def _end_utterance(self, end: int, events: list, trim: bool = False) -> None:
         """Close the open utterance at frame ``end``; with ``trim`` (an endpoint after a pause) its audio stops
         ``post_roll`` after the last speech frame: the rest of the pause only served to detect the end."""
         start = self._u_start
@@ -614,14 +624,15 @@ class StreamingRecognizer:
             from .transcribe import Word
 
             words = [Word(w.word, w.start + offset, w.end + offset, w.confidence) for w in tr.words]
+            text = tr.text
         elif not self.options["final_pass"]:
-            words = self._lc_final(start, end, offset, at_end)
-        text = " ".join(w.word for w in words)
+            words = self._lc_final(start, end)
+            text = " ".join(w.word for w in words)
         self._lc = None
         self.timings["finals"] += time.perf_counter() - t0
         events.append(Final(text, words, start * self.frame_s, min(end * self.hop, self._n) / self.sr))
 
-    def _lc_final(self, start: int, end: int, offset: float, at_end: bool) -> list:
+    def _lc_final(self, start: int, end: int) -> list:
         if self._lc is None:  # partials were off: build the LC-BLSTM now
             self._lc = _LCBLSTM(self.model, self._n_keep, self._n_right)
             self._lc_fed = start
@@ -665,7 +676,11 @@ class StreamingRecognizer:
             lp = self.model.log_probs([self.model.featurize(seg)])[0] if seg.shape[0] else np.zeros((0, 1))
         text = ""
         if lp.shape[0]:
-            text = tokens_to_text(greedy_decode(lp, blank=cfg.blank_index).token_ids, cfg.tokens)
+            hyps = getattr(self.recognizer, "_hypotheses", None)
+            if self._partial_beam > 1 and hyps is not None:  # the recognizer's decoder: beam (+ LM, hotwords)
+                text = hyps(lp, self._partial_beam, 1)[0].text
+            else:
+                text = tokens_to_text(greedy_decode(lp, blank=cfg.blank_index).token_ids, cfg.tokens)
         self.timings["partials"] += time.perf_counter() - t0
         if text != self._partial_text:
             self._partial_text = text

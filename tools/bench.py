@@ -19,9 +19,9 @@ Keys (ratios > 1 mean speechlstm is faster):
 - ``train_step_speedup_vs_torch``: forward + CTC + backward + Adam, 3 x 320 BiLSTM, batch 16, T=500, 30 classes,
   2 threads, peer torch.nn.LSTM + F.ctc_loss + torch.optim.Adam (tools/bench_train.py);
 - ``stream_partial_latency_ms`` / ``stream_cpu_fraction``: streaming recognition fed in 50 ms real-time chunks:
-  median time from the end of a word in the audio to its first appearance in a partial result, and CPU seconds
-  per audio second (tools/bench_stream.py; the shipped model when there is one, else a random 3 x 256 model for
-  the CPU cost and the hand-set burst model for the latency);
+  median time from the end of a word in the audio to its first appearance in a partial result (Speech Commands
+  dev words), and CPU seconds per audio second (60 s of speech) (tools/bench_stream.py; the shipped model, or
+  without one a random 3 x 256 model for the CPU cost and the hand-set burst model for the latency);
 - ``beam_lm_speedup_vs_pyctcdecode``: CTC beam search with a 3-gram ARPA LM (alpha/beta fusion, beam 8), peer
   pyctcdecode 0.5.0 + kenlm on the same log-probs, ARPA file and beam width, one thread; ``beam_lm_wer`` and
   ``beam_lm_pyctcdecode_wer`` are both WERs (tools/bench_lm.py: log-probs of the shipped model on the LJSpeech dev

@@ -337,9 +337,10 @@ def bench_accuracy(model_dir: str, n_clips: int = 80, block_seconds: float = 0.0
 SWEEP = [
     {"partials": "lc", "chunk_seconds": 0.24, "right_context_seconds": 0.24},
     {"partials": "lc", "chunk_seconds": 0.48, "right_context_seconds": 0.48},
-    {},  # the defaults: lc, chunk 0.48 s, right context 0.96 s, partials every 0.2 s
-    {"partials": "lc", "chunk_seconds": 0.96, "right_context_seconds": 1.5},
+    {"partials": "lc", "chunk_seconds": 0.48, "right_context_seconds": 0.96},
+    {},  # the defaults: lc, chunk 0.96 s, right context 1.5 s, partials every 0.2 s, beam 8 (+ LM)
     {"partial_interval": 0.1},
+    {"partial_beam": 1},
     {"partials": "redecode"},
     {"final_pass": False},
 ]
