@@ -12,17 +12,9 @@ skipped unless the two labels are equal.
 import numpy as np
 from numba import njit
 
+from .ctc import _logaddexp as _lae  # one log-sum-exp for all CTC kernels
+
 _NEG_INF = -np.inf
-
-
-@njit(cache=True, nogil=True)
-def _lae(a, b):
-    """``log(exp(a) + exp(b))`` in float64, exact when either side is ``-inf``."""
-    if a < b:
-        a, b = b, a
-    if b == _NEG_INF:
-        return a
-    return a + np.log1p(np.exp(b - a))
 
 
 @njit(cache=True, nogil=True)
