@@ -9,8 +9,8 @@ Data layout of :func:`beam_search_kernel`
   sure a prefix that fell out of the beam and comes back gets its old node, so identical prefixes in one frame
   always share a node id and merging them is a comparison of ids. ``node_bonus[n]`` is the sum of the per-token
   bonuses along the path: a hook for shallow fusion, 0 here (see :func:`_extension_bonus`). The LM / hotword
-  search is :func:`speechlstm.kernels.ctc_lm.lm_beam_search_kernel`, which shares this module's heap, hash map
-  and growth helpers and keeps a fused state per prefix node.
+  search is :func:`speechlstm.kernels.ctc_lm.lm_beam_search_kernel`: it shares every step but (a) and (b) with this one
+  (the helpers below) and keeps a fused state per prefix node.
 * **Timing trie** (append only). Node ``m`` says "the last label of this hypothesis was emitted at frame
   ``time_frame[m]`` with log-prob ``time_score[m]``" and points at ``time_parent[m]``. A beam entry points at
   one prefix node and one timing node; when the alignments of a prefix merge, the timing of the larger
@@ -167,6 +167,165 @@ def _grow(a, n):
 
 
 @njit(cache=True, nogil=True)
+def _grow_fill(a, n, fill):
+    """:func:`_grow` with the new tail set to ``fill``."""
+    out = _grow(a, n)
+    for i in range(a.shape[0], n):
+        out[i] = fill
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _rehash(h_keys, h_vals, need):
+    """The hash map, grown (doubling) until ``need`` keys fill at most half of it."""
+    hcap = h_keys.shape[0]
+    while 2 * need > hcap:
+        hcap *= 2
+    new_keys = np.full(hcap, -1, np.int64)
+    new_vals = np.empty(hcap, np.int32)
+    for i in range(h_keys.shape[0]):
+        if h_keys[i] != -1:
+            _hash_insert(new_keys, new_vals, h_keys[i], h_vals[i])
+    return new_keys, new_vals
+
+
+@njit(cache=True, nogil=True)
+def _grow_times(time_parent, time_frame, time_score, B):
+    """The timing trie's arrays, grown to make room for ``B`` more nodes."""
+    tcap = 2 * time_parent.shape[0] + B
+    return _grow(time_parent, tcap), _grow(time_frame, tcap), _grow(time_score, tcap)
+
+
+@njit(cache=True, nogil=True)
+def _heap_sort(heap, size, key, ties):
+    """Sort the min-heap ``heap[:size]`` in place, best (highest ``key``) first."""
+    for end in range(size - 1, 0, -1):
+        heap[0], heap[end] = heap[end], heap[0]
+        _heap_sift_down(heap, end, key, ties)
+
+
+@njit(cache=True, nogil=True)
+def _frame_labels(row, blank, prune_threshold, keep, labels, label_key):
+    """The labels that may start new prefixes in a frame: non-blank, finite, ``>= max(row) + prune_threshold``,
+    the best ``keep`` of them (a min-heap, one comparison per label), written to ``labels`` best first (ties by
+    id, ``label_key[v] = row[v]``). Returns their number.
+    """
+    V = row.shape[0]
+    fmax = _NEG_INF
+    for v in range(V):
+        if row[v] > fmax:
+            fmax = row[v]
+    floor = fmax + prune_threshold
+    nl = 0
+    for v in range(V):
+        x = row[v]
+        if v == blank or x == _NEG_INF or x < floor:
+            continue
+        if nl < keep:
+            label_key[v] = x
+            labels[nl] = v
+            nl += 1
+            _heap_sift_up(labels, label_key, nl - 1, True)
+        elif x > label_key[labels[0]]:
+            label_key[v] = x
+            labels[0] = v
+            _heap_sift_down(labels, nl, label_key, True)
+    _heap_sort(labels, nl, label_key, True)
+    return nl
+
+
+@njit(cache=True, nogil=True)
+def _heap_of_stays(B, nb, c_node, c_pb, c_pnb, node_bonus, c_rank, heap, free):
+    """Rank the ``nb`` stay candidates, heap the finite ones; the other slots of ``B`` go to ``free``.
+
+    Returns ``(heap size, number of free slots)``.
+    """
+    hsize = 0
+    nfree = 0
+    for s in range(B - 1, -1, -1):
+        if s < nb:
+            c_rank[s] = _logaddexp(c_pb[s], c_pnb[s]) + node_bonus[c_node[s]]
+            if c_rank[s] > _NEG_INF:
+                heap[hsize] = s
+                hsize += 1
+                _heap_sift_up(heap, c_rank, hsize - 1, False)
+                continue
+        free[nfree] = s
+        nfree += 1
+    return hsize, nfree
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _candidate_slot(heap, hsize, free, nfree, B):
+    """Slot for a new candidate: a free one while the heap is not full, else the worst (``heap[0]``).
+
+    Returns ``(slot, nfree)``; after filling the slot call :func:`_candidate_placed`.
+    """
+    if hsize < B:
+        nfree -= 1
+        return free[nfree], nfree
+    return heap[0], nfree
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _candidate_placed(heap, hsize, s, c_rank, B):
+    """Restore the heap after slot ``s`` got its candidate (see :func:`_candidate_slot`); returns the heap size."""
+    if hsize < B:
+        heap[hsize] = s
+        hsize += 1
+        _heap_sift_up(heap, c_rank, hsize - 1, False)
+    else:
+        _heap_sift_down(heap, hsize, c_rank, False)
+    return hsize
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _timing_node(c_time, c_new_time, c_tscore, s, t, time_parent, time_frame, time_score, n_times):
+    """Timing node of candidate ``s`` at frame ``t`` (appended when it emitted a label); returns ``(node, n_times)``."""
+    tm = c_time[s]
+    if c_new_time[s]:
+        time_parent[n_times] = tm
+        time_frame[n_times] = t
+        time_score[n_times] = c_tscore[s]
+        return n_times, n_times + 1
+    return tm, n_times
+
+
+@njit(cache=True, nogil=True)
+def _backtrace(order, b_node, b_time, node_parent, node_token, time_parent, time_frame, time_score):
+    """Label sequences, frames and label scores of the beam entries ``order`` (in that order), concatenated.
+
+    Returns ``offsets`` (int64, ``len(order) + 1``), ``tokens``, ``frames`` (int32), ``token_scores`` (float32).
+    """
+    n = order.shape[0]
+    offsets = np.zeros(n + 1, np.int64)
+    for i in range(n):
+        depth = 0
+        node = b_node[order[i]]
+        while node != 0:
+            depth += 1
+            node = node_parent[node]
+        offsets[i + 1] = offsets[i] + depth
+    n_out = offsets[n]
+    tokens = np.empty(n_out, np.int32)
+    frames = np.empty(n_out, np.int32)
+    token_scores = np.empty(n_out, np.float32)
+    for i in range(n):
+        b = order[i]
+        node = b_node[b]
+        tm = b_time[b]
+        k = offsets[i + 1]
+        while node != 0:
+            k -= 1
+            tokens[k] = node_token[node]
+            frames[k] = time_frame[tm]
+            token_scores[k] = time_score[tm]
+            node = node_parent[node]
+            tm = time_parent[tm]
+    return offsets, tokens, frames, token_scores
+
+
+@njit(cache=True, nogil=True)
 def beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k):
     """CTC prefix beam search in log space.
 
@@ -253,58 +412,25 @@ def beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k):
             node_parent = _grow(node_parent, new_cap)
             node_token = _grow(node_token, new_cap)
             node_bonus = _grow(node_bonus, new_cap)
-            node_in_beam = _grow(node_in_beam, new_cap)
-            for i in range(cap, new_cap):
-                node_in_beam[i] = -1
+            node_in_beam = _grow_fill(node_in_beam, new_cap, -1)
             cap = new_cap
-        if 2 * (n_nodes + B) > hcap:
-            while 2 * (n_nodes + B) > hcap:
-                hcap *= 2
-            old_keys = h_keys
-            old_vals = h_vals
-            h_keys = np.full(hcap, -1, np.int64)
-            h_vals = np.empty(hcap, np.int32)
-            for i in range(old_keys.shape[0]):
-                if old_keys[i] != -1:
-                    _hash_insert(h_keys, h_vals, old_keys[i], old_vals[i])
-        if n_times + B > tcap:
-            tcap = 2 * tcap + B
-            time_parent = _grow(time_parent, tcap)
-            time_frame = _grow(time_frame, tcap)
-            time_score = _grow(time_score, tcap)
+        if 2 * (n_nodes + B) > h_keys.shape[0]:  # (tested here: a call that returns arrays costs every frame)
+            h_keys, h_vals = _rehash(h_keys, h_vals, n_nodes + B)
+        if n_times + B > time_parent.shape[0]:
+            time_parent, time_frame, time_score = _grow_times(time_parent, time_frame, time_score, B)
 
         # Labels that may start new prefixes this frame, best first. Extensions of one beam entry rank in
         # label order and at most beam_width of them enter the heap (its last label and its children already
-        # in the beam are skipped), so only the best beam_width + nb labels can matter: keep those in a
-        # min-heap (one comparison per label for large V), then sort them.
-        fmax = _NEG_INF
-        for v in range(V):
-            if row[v] > fmax:
-                fmax = row[v]
-        floor = fmax + prune_threshold
+        # in the beam are skipped), so only the best beam_width + nb labels can matter.
         keep = B + nb
         if top_k > 0 and top_k < keep:
             keep = top_k
-        nl = 0
-        for v in range(V):
-            x = row[v]
-            if v == blank or x == _NEG_INF or x < floor:
-                continue
-            if nl < keep:
-                label_key[v] = x
-                labels[nl] = v
-                nl += 1
-                _heap_sift_up(labels, label_key, nl - 1, True)
-            elif x > label_key[labels[0]]:
-                label_key[v] = x
-                labels[0] = v
-                _heap_sift_down(labels, nl, label_key, True)
-        for end in range(nl - 1, 0, -1):  # heap sort: best label first, ties by id
-            labels[0], labels[end] = labels[end], labels[0]
-            _heap_sift_down(labels, end, label_key, True)
-        lp_blank = row[blank]
+        nl = _frame_labels(row, blank, prune_threshold, keep, labels, label_key)
 
-        # (a) beam entries staying: blank, or the last label repeated (p_nb only)
+        # (a) beam entries staying, merged with extensions of their in-beam parents
+        # (written out in both searches: as a call, with its 18 array arguments, it made the plain search 10 %
+        # slower on short clips)
+        lp_blank = row[blank]
         for b in range(nb):
             node = b_node[b]
             node_in_beam[node] = b
@@ -317,7 +443,6 @@ def beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k):
                 c_pnb[b] = _NEG_INF
             c_time[b] = b_time[b]
             c_new_time[b] = False
-        #     ... plus the extension parent -> q when both are in the beam (same prefix, so merge)
         for q in range(nb):
             node = b_node[q]
             if node == 0:
@@ -339,18 +464,7 @@ def beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k):
                 c_new_time[q] = True
                 c_tscore[q] = row[c]
             c_pnb[q] = _logaddexp(c_pnb[q], ext)
-        hsize = 0
-        nfree = 0
-        for s in range(B - 1, -1, -1):
-            if s < nb:
-                c_rank[s] = _logaddexp(c_pb[s], c_pnb[s]) + node_bonus[c_node[s]]
-                if c_rank[s] > _NEG_INF:
-                    heap[hsize] = s
-                    hsize += 1
-                    _heap_sift_up(heap, c_rank, hsize - 1, False)
-                    continue
-            free[nfree] = s
-            nfree += 1
+        hsize, nfree = _heap_of_stays(B, nb, c_node, c_pb, c_pnb, node_bonus, c_rank, heap, free)
 
         # (b) new prefixes: beam entry b extended by label c
         for b in range(nb):
@@ -376,11 +490,7 @@ def beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k):
                     q = next_sib[q]
                 if q >= 0:
                     continue  # already merged into beam entry q in (a)
-                if hsize < B:
-                    nfree -= 1
-                    s = free[nfree]
-                else:
-                    s = heap[0]
+                s, nfree = _candidate_slot(heap, hsize, free, nfree, B)
                 c_node[s] = -1
                 c_parent[s] = node
                 c_token[s] = c
@@ -390,19 +500,12 @@ def beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k):
                 c_time[s] = b_time[b]
                 c_new_time[s] = True
                 c_tscore[s] = row[c]
-                if hsize < B:
-                    heap[hsize] = s
-                    hsize += 1
-                    _heap_sift_up(heap, c_rank, hsize - 1, False)
-                else:
-                    _heap_sift_down(heap, hsize, c_rank, False)
+                hsize = _candidate_placed(heap, hsize, s, c_rank, B)
 
         # the heap is the new beam, best first (so that (b) fills the heap with good candidates early)
         for b in range(nb):
             node_in_beam[b_node[b]] = -1
-        for end in range(hsize - 1, 0, -1):
-            heap[0], heap[end] = heap[end], heap[0]
-            _heap_sift_down(heap, end, c_rank, False)
+        _heap_sort(heap, hsize, c_rank, False)
         for j in range(hsize):
             s = heap[j]
             node = c_node[s]
@@ -416,43 +519,17 @@ def beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k):
                     node_token[node] = c_token[s]
                     node_bonus[node] = node_bonus[c_parent[s]] + _extension_bonus(c_parent[s], c_token[s])
                     _hash_insert(h_keys, h_vals, key, node)
-            tm = c_time[s]
-            if c_new_time[s]:
-                time_parent[n_times] = tm
-                time_frame[n_times] = t
-                time_score[n_times] = c_tscore[s]
-                tm = n_times
-                n_times += 1
+            b_time[j], n_times = _timing_node(c_time, c_new_time, c_tscore, s, t, time_parent, time_frame,
+                                              time_score, n_times)
             b_node[j] = node
-            b_time[j] = tm
             b_pb[j] = c_pb[s]
             b_pnb[j] = c_pnb[s]
         nb = hsize
 
     # the beam is sorted best first after every frame
     scores = np.empty(nb, np.float64)
-    offsets = np.zeros(nb + 1, np.int64)
     for b in range(nb):
         scores[b] = _logaddexp(b_pb[b], b_pnb[b])
-        depth = 0
-        node = b_node[b]
-        while node != 0:
-            depth += 1
-            node = node_parent[node]
-        offsets[b + 1] = offsets[b] + depth
-    n_out = offsets[nb]
-    tokens = np.empty(n_out, np.int32)
-    frames = np.empty(n_out, np.int32)
-    token_scores = np.empty(n_out, np.float32)
-    for b in range(nb):
-        node = b_node[b]
-        tm = b_time[b]
-        k = offsets[b + 1]
-        while node != 0:
-            k -= 1
-            tokens[k] = node_token[node]
-            frames[k] = time_frame[tm]
-            token_scores[k] = time_score[tm]
-            node = node_parent[node]
-            tm = time_parent[tm]
+    offsets, tokens, frames, token_scores = _backtrace(np.arange(nb), b_node, b_time, node_parent, node_token,
+                                                       time_parent, time_frame, time_score)
     return scores, offsets, tokens, frames, token_scores

@@ -1,7 +1,9 @@
 """CTC prefix beam search with word-level shallow fusion (n-gram LM, vocabulary trie, hotwords), and n-gram queries.
 
 Arithmetic only; argument checks, the construction of the tries and result objects live in
-:mod:`speechlstm.decoding`. The heap, hash map and growth helpers are those of :mod:`speechlstm.kernels.ctc`.
+:mod:`speechlstm.decoding`. The frame's label selection, the candidate heap, the hash map, growth and the backtrace
+are :mod:`speechlstm.kernels.ctc`'s; step (a) is written out in both searches (a call costs too much there), and
+step (b), the extensions, is this module's own.
 
 Fused score
 -----------
@@ -51,7 +53,8 @@ boundary labels being scored exactly.
 import numpy as np
 from numba import njit
 
-from .ctc import _grow, _hash_find, _hash_insert, _heap_sift_down, _heap_sift_up, _logaddexp
+from .ctc import (_backtrace, _candidate_placed, _candidate_slot, _frame_labels, _grow, _grow_fill, _grow_times,
+                  _hash_find, _hash_insert, _heap_of_stays, _heap_sort, _logaddexp, _rehash, _timing_node)
 
 MAX_ORDER = 6
 _NEG_INF = -np.inf
@@ -320,6 +323,8 @@ def lm_beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k, 
     b_pb[0] = 0.0
     nb = 1
 
+    first_child = np.full(B, -1, np.int32)  # (filled in (a); the LM search checks node_in_beam instead)
+    next_sib = np.full(B, -1, np.int32)
     c_node = np.empty(B, np.int32)
     c_pb = np.empty(B, np.float64)
     c_pnb = np.empty(B, np.float64)
@@ -348,62 +353,30 @@ def lm_beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k, 
             node_hnode = _grow(node_hnode, new_cap)
             node_hpart = _grow(node_hpart, new_cap)
             node_ctx = _grow(node_ctx, new_cap * L)
-            node_in_beam = _grow(node_in_beam, new_cap)
-            for i in range(cap, new_cap):
-                node_in_beam[i] = -1
+            node_in_beam = _grow_fill(node_in_beam, new_cap, -1)
             cap = new_cap
-        if 2 * need > hcap:
-            while 2 * need > hcap:
-                hcap *= 2
-            old_keys = h_keys
-            old_vals = h_vals
-            h_keys = np.full(hcap, -1, np.int64)
-            h_vals = np.empty(hcap, np.int32)
-            for i in range(old_keys.shape[0]):
-                if old_keys[i] != -1:
-                    _hash_insert(h_keys, h_vals, old_keys[i], old_vals[i])
-        if n_times + B > tcap:
-            tcap = 2 * tcap + B
-            time_parent = _grow(time_parent, tcap)
-            time_frame = _grow(time_frame, tcap)
-            time_score = _grow(time_score, tcap)
+        if 2 * need > h_keys.shape[0]:
+            h_keys, h_vals = _rehash(h_keys, h_vals, need)
+        if n_times + B > time_parent.shape[0]:
+            time_parent, time_frame, time_score = _grow_times(time_parent, time_frame, time_score, B)
 
         # labels that may start new prefixes, best first (all of them above the floor: bonuses differ by label)
-        fmax = _NEG_INF
-        for v in range(V):
-            if row[v] > fmax:
-                fmax = row[v]
-        floor = fmax + prune_threshold
         keep = V
         if top_k > 0 and top_k < keep:
             keep = top_k
-        nl = 0
-        for v in range(V):
-            x = row[v]
-            if v == blank or x == _NEG_INF or x < floor:
-                continue
-            if nl < keep:
-                label_key[v] = x
-                labels[nl] = v
-                nl += 1
-                _heap_sift_up(labels, label_key, nl - 1, True)
-            elif x > label_key[labels[0]]:
-                label_key[v] = x
-                labels[0] = v
-                _heap_sift_down(labels, nl, label_key, True)
-        for end in range(nl - 1, 0, -1):
-            labels[0], labels[end] = labels[end], labels[0]
-            _heap_sift_down(labels, end, label_key, True)
+        nl = _frame_labels(row, blank, prune_threshold, keep, labels, label_key)
         last_boundary = -1  # position of the last boundary label in `labels`
         for i in range(nl):
             if is_boundary[labels[i]]:
                 last_boundary = i
-        lp_blank = row[blank]
 
-        # (a) beam entries staying: blank, or the last label repeated
+        # (a) beam entries staying, merged with extensions of their in-beam parents
+        # (as in kernels.ctc.beam_search_kernel)
+        lp_blank = row[blank]
         for b in range(nb):
             node = b_node[b]
             node_in_beam[node] = b
+            first_child[b] = -1
             c_node[b] = node
             c_pb[b] = _logaddexp(b_pb[b], b_pnb[b]) + lp_blank
             if node != 0:
@@ -412,7 +385,6 @@ def lm_beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k, 
                 c_pnb[b] = _NEG_INF
             c_time[b] = b_time[b]
             c_new_time[b] = False
-        #     ... plus the extension parent -> q when both are in the beam (same prefix, so merge)
         for q in range(nb):
             node = b_node[q]
             if node == 0:
@@ -420,9 +392,11 @@ def lm_beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k, 
             b = node_in_beam[node_parent[node]]
             if b < 0:
                 continue
+            next_sib[q] = first_child[b]
+            first_child[b] = q
             c = node_token[node]
             if c == node_token[node_parent[node]]:
-                ext = b_pb[b] + row[c]
+                ext = b_pb[b] + row[c]  # repeated label needs a blank in between
             else:
                 ext = _logaddexp(b_pb[b], b_pnb[b]) + row[c]
             if ext == _NEG_INF:
@@ -432,18 +406,7 @@ def lm_beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k, 
                 c_new_time[q] = True
                 c_tscore[q] = row[c]
             c_pnb[q] = _logaddexp(c_pnb[q], ext)
-        hsize = 0
-        nfree = 0
-        for s in range(B - 1, -1, -1):
-            if s < nb:
-                c_rank[s] = _logaddexp(c_pb[s], c_pnb[s]) + node_bonus[c_node[s]]
-                if c_rank[s] > _NEG_INF:
-                    heap[hsize] = s
-                    hsize += 1
-                    _heap_sift_up(heap, c_rank, hsize - 1, False)
-                    continue
-            free[nfree] = s
-            nfree += 1
+        hsize, nfree = _heap_of_stays(B, nb, c_node, c_pb, c_pnb, node_bonus, c_rank, heap, free)
 
         # (b) new prefixes: beam entry b extended by label c
         for b in range(nb):
@@ -525,11 +488,7 @@ def lm_beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k, 
                 rank = ext + node_bonus[child]
                 if rank == _NEG_INF or (hsize == B and rank <= c_rank[heap[0]]):
                     continue
-                if hsize < B:
-                    nfree -= 1
-                    s = free[nfree]
-                else:
-                    s = heap[0]
+                s, nfree = _candidate_slot(heap, hsize, free, nfree, B)
                 c_node[s] = child
                 c_pb[s] = _NEG_INF
                 c_pnb[s] = ext
@@ -537,30 +496,17 @@ def lm_beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k, 
                 c_time[s] = b_time[b]
                 c_new_time[s] = True
                 c_tscore[s] = row[c]
-                if hsize < B:
-                    heap[hsize] = s
-                    hsize += 1
-                    _heap_sift_up(heap, c_rank, hsize - 1, False)
-                else:
-                    _heap_sift_down(heap, hsize, c_rank, False)
+                hsize = _candidate_placed(heap, hsize, s, c_rank, B)
 
         # the heap is the new beam, best first
         for b in range(nb):
             node_in_beam[b_node[b]] = -1
-        for end in range(hsize - 1, 0, -1):
-            heap[0], heap[end] = heap[end], heap[0]
-            _heap_sift_down(heap, end, c_rank, False)
+        _heap_sort(heap, hsize, c_rank, False)
         for j in range(hsize):
             s = heap[j]
-            tm = c_time[s]
-            if c_new_time[s]:
-                time_parent[n_times] = tm
-                time_frame[n_times] = t
-                time_score[n_times] = c_tscore[s]
-                tm = n_times
-                n_times += 1
+            b_time[j], n_times = _timing_node(c_time, c_new_time, c_tscore, s, t, time_parent, time_frame,
+                                              time_score, n_times)
             b_node[j] = c_node[s]
-            b_time[j] = tm
             b_pb[j] = c_pb[s]
             b_pnb[j] = c_pnb[s]
         nb = hsize
@@ -576,31 +522,9 @@ def lm_beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k, 
     order = np.argsort(-final, kind="mergesort")
     scores = np.empty(nb, np.float64)
     ac_out = np.empty(nb, np.float64)
-    offsets = np.zeros(nb + 1, np.int64)
     for i in range(nb):
-        b = order[i]
-        scores[i] = final[b]
-        ac_out[i] = acoustic[b]
-        depth = 0
-        node = b_node[b]
-        while node != 0:
-            depth += 1
-            node = node_parent[node]
-        offsets[i + 1] = offsets[i] + depth
-    n_out = offsets[nb]
-    tokens = np.empty(n_out, np.int32)
-    frames = np.empty(n_out, np.int32)
-    token_scores = np.empty(n_out, np.float32)
-    for i in range(nb):
-        b = order[i]
-        node = b_node[b]
-        tm = b_time[b]
-        k = offsets[i + 1]
-        while node != 0:
-            k -= 1
-            tokens[k] = node_token[node]
-            frames[k] = time_frame[tm]
-            token_scores[k] = time_score[tm]
-            node = node_parent[node]
-            tm = time_parent[tm]
+        scores[i] = final[order[i]]
+        ac_out[i] = acoustic[order[i]]
+    offsets, tokens, frames, token_scores = _backtrace(order, b_node, b_time, node_parent, node_token, time_parent,
+                                                       time_frame, time_score)
     return scores, ac_out, offsets, tokens, frames, token_scores

@@ -40,6 +40,10 @@ Augmentation (:class:`Augment`), applied per utterance in this order
    on the direct path and rescaled to the dry signal's power;
 3. additive noise (``noise_prob``): a random stretch of a ``kind == "noise"`` entry (looped if shorter),
    scaled to a uniformly drawn SNR in ``snr_db`` (:func:`add_noise`);
+3b. narrow band (``narrowband_prob``): the noisy signal is resampled down to a rate drawn from
+   ``narrowband_rates`` and back up, as if it had been recorded or transmitted at that rate (8 kHz
+   telephone-band clips such as FSDD's); the features keep their full filterbank, whose upper bands are then
+   empty;
 4. vocal tract length perturbation: the mel filterbank reads frequency ``f`` of the spectrum at
    ``warp(f)``, a piecewise linear warp by a factor ``alpha`` drawn from ``vtlp_range`` that keeps
    Nyquist fixed (:func:`vtlp_warp`, Jaitly & Hinton 2013);
@@ -96,7 +100,7 @@ from .features import FeatureConfig, _features_from_tables, compute_features, no
 from .text import text_to_ids
 
 __all__ = ["Utterance", "read_manifest", "Augment", "Batch", "DataLoader", "compute_global_stats",
-           "add_noise", "spec_augment", "vtlp_warp", "compute_features_vtlp"]
+           "add_noise", "narrowband", "spec_augment", "vtlp_warp", "compute_features_vtlp"]
 
 log = logging.getLogger("speechlstm.data")
 
@@ -290,6 +294,10 @@ class Augment:
         bands are masked in the delta blocks).
     time_mask_max_ratio : float
         A time mask is also at most this fraction of the utterance (keeps 1-second clips readable).
+    narrowband_prob : float
+        Probability of band-limiting the (noisy) audio by a round trip through a lower sample rate.
+    narrowband_rates : tuple of float
+        The lower rates, one drawn uniformly (Hz, below the features' sample rate).
 
     Examples
     --------
@@ -309,12 +317,17 @@ class Augment:
     freq_masks: int = 2
     freq_mask_max: int = 15
     time_mask_max_ratio: float = 0.2
+    narrowband_prob: float = 0.0
+    narrowband_rates: tuple = (8000.0,)
 
     def __post_init__(self):
         self.speed_factors = tuple(float(s) for s in self.speed_factors)
+        self.narrowband_rates = tuple(float(r) for r in self.narrowband_rates)
+        if not self.narrowband_rates or any(not (1000.0 <= r <= 48000.0) for r in self.narrowband_rates):
+            raise ValueError(f"narrowband_rates must be non-empty, in [1000, 48000] Hz (got {self.narrowband_rates})")
         if not self.speed_factors or any(not (0.25 <= s <= 4.0) for s in self.speed_factors):
             raise ValueError(f"speed_factors must be non-empty, in [0.25, 4] (got {self.speed_factors})")
-        for name in ("noise_prob", "rir_prob", "time_mask_max_ratio"):
+        for name in ("noise_prob", "rir_prob", "time_mask_max_ratio", "narrowband_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1] (got {getattr(self, name)})")
         lo, hi = self.snr_db
@@ -373,6 +386,29 @@ def add_noise(speech: np.ndarray, noise: np.ndarray, snr_db: float, offset: int 
         return x.copy()
     gain = math.sqrt(p_speech / (p_noise * 10.0 ** (snr_db / 10.0)))
     return (x + np.float32(gain) * seg).astype(np.float32)
+
+
+def narrowband(x: np.ndarray, sample_rate: float, band_rate: float) -> np.ndarray:
+    """Band-limit ``x`` as if it had been sampled at ``band_rate``: a round trip through that rate.
+
+    Examples
+    --------
+    >>> t = np.arange(16000) / 16000
+    >>> x = (np.sin(2 * np.pi * 500 * t) + np.sin(2 * np.pi * 6000 * t)).astype(np.float32)
+    >>> y = narrowband(x, 16000, 8000)
+    >>> y.shape == x.shape, y.dtype == np.float32
+    (True, True)
+    >>> spec = np.abs(np.fft.rfft(y[2000:14000]))
+    >>> bool(spec[375] > 100 * spec[4500])   # 500 Hz passes, 6 kHz (above the 4 kHz band edge) does not
+    True
+    """
+    from .audio import resample
+
+    y = resample(resample(np.asarray(x, dtype=np.float32), sample_rate, band_rate), band_rate, sample_rate)
+    out = np.zeros(x.size, dtype=np.float32)
+    n = min(x.size, y.size)
+    out[:n] = y[:n]
+    return out
 
 
 def _reverberate(x: np.ndarray, rir: np.ndarray) -> np.ndarray:
@@ -640,8 +676,14 @@ def _utterance_features(path: str, speed: float, labels: np.ndarray, seed: tuple
         snr = float(rng.uniform(*aug.snr_db))
         lo, hi = aug.vtlp_range
         alpha = float(rng.uniform(lo, hi)) if hi > lo else float(lo)
+        narrow_rate = None
+        if aug.narrowband_prob > 0:  # drawn only when enabled: older recipes keep their random streams
+            if rng.random() < aug.narrowband_prob:
+                narrow_rate = aug.narrowband_rates[int(rng.integers(len(aug.narrowband_rates)))]
+            else:
+                rng.integers(1)
     else:
-        use_rir, use_noise, alpha = False, False, 1.0
+        use_rir, use_noise, alpha, narrow_rate = False, False, 1.0, None
 
     try:
         x = load_audio(path, sr / speed)
@@ -664,6 +706,8 @@ def _utterance_features(path: str, speed: float, labels: np.ndarray, seed: tuple
         noise = _noise_audio(_W["noises"][noise_pick % len(_W["noises"])])
         if noise is not None:
             x = add_noise(x, noise, snr, noise_offset)
+    if narrow_rate is not None and narrow_rate < sr:
+        x = narrowband(x, sr, narrow_rate)
 
     feats = compute_features_vtlp(x, cfg, alpha)
     norm = _W["normalization"]

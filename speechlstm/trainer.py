@@ -6,7 +6,9 @@ A *recipe* is a JSON object (``recipes/*.json``) with five sections; every field
     name      model name written into the exported model
     seed      seeds parameter initialization, data order/augmentation and dropout
     model     hidden_size, num_layers, frame_stacking, features (FeatureConfig fields), normalization
-              ("utterance", "global" or "none"), tokens ("chars" or an explicit list, blank first), forget_bias
+              ("utterance", "global" or "none"), tokens ("chars" or an explicit list, blank first), forget_bias,
+              init (a model directory to start from instead of random weights: fine-tuning or a warm restart;
+              its architecture, features and tokens must match, and its normalization statistics are kept)
     data      train: [[manifest, weight], ...]; dev: manifest or null; noise: noise manifest or null;
               batch_frames, max_batch, max_duration, num_workers, epoch_seconds, augment (Augment fields or
               null), global_stats_utterances, dev_max_utterances, dev_batch_frames
@@ -15,9 +17,9 @@ A *recipe* is a JSON object (``recipes/*.json``) with five sections; every field
     run       epochs, checkpoint_minutes, average_last, max_nonfinite, log_every
 
 Relative paths in a recipe are resolved against the recipe's folder, except paths starting with
-``shared/`` or ``corpus/``: those are looked up in the nearest ``shared`` (or ``corpus``) folder found in that
-folder or one of its parents (the project's data lives in ``shared/`` beside the checkout, and generated TTS
-corpora go to ``corpus/`` beside it too, outside the repository).
+``shared/``, ``corpus/`` or ``runs/``: those are looked up in the nearest such folder found in that folder or
+one of its parents (the project's data lives in ``shared/`` beside the checkout; generated TTS corpora go to
+``corpus/`` and training runs to ``runs/`` beside it too, outside the repository).
 
 The gradient
 ------------
@@ -101,6 +103,7 @@ DEFAULT_RECIPE = {
         "normalization": "utterance",
         "tokens": "chars",
         "forget_bias": 1.0,
+        "init": None,
     },
     "data": {
         "train": [],
@@ -242,7 +245,7 @@ def resolve_path(path, base_dir) -> str | None:
     p = Path(path)
     if p.is_absolute():
         return str(p)
-    if p.parts and p.parts[0] in ("shared", "corpus"):
+    if p.parts and p.parts[0] in ("shared", "corpus", "runs"):
         for d in [Path(base_dir).resolve(), *Path(base_dir).resolve().parents]:
             if (d / p.parts[0]).is_dir():
                 return str(d / p)
@@ -519,7 +522,10 @@ class Trainer:
 
         r = self.recipe
         self.config = build_config(r)
-        if r["model"]["normalization"] == "global":
+        init = r["model"].get("init")
+        if init is not None:
+            self.params = self._init_from(init)
+        elif r["model"]["normalization"] == "global":
             from .data import compute_global_stats
 
             self._log("computing global feature statistics ...")
@@ -527,7 +533,8 @@ class Trainer:
                                              max_utterances=int(r["data"]["global_stats_utterances"]))
             self.config.normalization = {"mode": "global", "mean": [float(x) for x in np.asarray(mean)],
                                          "std": [float(x) for x in np.asarray(std)]}
-        self.params = init_params(self.config, int(r["seed"]), forget_bias=float(r["model"]["forget_bias"]))
+        if init is None:
+            self.params = init_params(self.config, int(r["seed"]), forget_bias=float(r["model"]["forget_bias"]))
         self.params = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.params.items()}
         o = r["optim"]
         self.optimizer = Adam(self.params, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"],
@@ -548,6 +555,27 @@ class Trainer:
         self._truncate_logs()
         self._log(f"new run in {self.run_dir}: {sum(v.size for v in self.params.values()):,} parameters, "
                   f"{total} steps planned over {r['run']['epochs']} epochs")
+
+    def _init_from(self, init) -> dict:
+        """Parameters (and normalization statistics) of the model directory ``init`` for a warm start."""
+        from .model import load_model
+
+        path = self._path(init)
+        if path is None or not Path(path).is_dir():
+            raise ValueError(f"model.init: {init}: no such model directory")
+        src = load_model(path)
+        mine, theirs = self.config.to_dict(), src.config.to_dict()
+        for key in ("features", "architecture", "tokens", "blank_index"):
+            if mine.get(key) != theirs.get(key):
+                raise ValueError(f"model.init: {path}: its {key} differ from the recipe's "
+                                 f"({theirs.get(key)!r} vs {mine.get(key)!r})")
+        want = self.recipe["model"]["normalization"]
+        if src.config.normalization.get("mode") != want:
+            raise ValueError(f"model.init: {path}: normalization {src.config.normalization.get('mode')!r}, "
+                             f"the recipe asks for {want!r}")
+        self.config.normalization = dict(src.config.normalization)
+        self._log(f"initialized from {path}")
+        return {k: np.asarray(v, dtype=np.float32) for k, v in src.weights.items()}
 
     def _restore(self, meta, params, m, v):
         self.config = ModelConfig.from_dict(meta["config"])

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from speechlstm import features as feat_mod
 from speechlstm.data import (Augment, DataLoader, _reverberate, _vtlp_tables, add_noise, compute_features_vtlp,
-                             compute_global_stats, read_manifest, spec_augment, vtlp_warp)
+                             compute_global_stats, narrowband, read_manifest, spec_augment, vtlp_warp)
 from speechlstm.features import FeatureConfig, compute_features
 from speechlstm.model import ModelConfig
 from speechlstm.text import text_to_ids
@@ -399,6 +399,34 @@ def test_specaugment_in_loader_zeroes_whole_bands(corpus):
                   freq_mask_max=10)
     loader = DataLoader([(corpus["a"], 1.0)], CFG, num_workers=0, augment=aug, max_batch=1, seed=2)
     assert any(((b.feats[0] == 0).all(axis=0)).any() for b in _all(loader, 0))
+
+
+def test_narrowband_empties_the_upper_bands(tmp_path):
+    rng = np.random.default_rng(3)
+    sf.write(tmp_path / "w.flac", (0.2 * rng.standard_normal(SR)).astype(np.float32), SR, subtype="PCM_16")
+    path = _write_manifest(tmp_path / "m.jsonl", [{"id": "w", "audio": "w.flac", "text": "white", "duration": 1.0}])
+    cfg = ModelConfig.from_dict({**CFG.to_dict(), "normalization": {"mode": "none"}})
+    off = Augment.none()
+    on = Augment(speed_factors=(1.0,), noise_prob=0.0, vtlp_range=(1.0, 1.0), time_masks=0, freq_masks=0,
+                 narrowband_prob=1.0, narrowband_rates=(8000,))
+    (plain,) = _all(DataLoader([(path, 1.0)], cfg, num_workers=0, augment=off), 0)
+    (narrow,) = _all(DataLoader([(path, 1.0)], cfg, num_workers=0, augment=on), 0)
+    p, n = plain.feats[0].reshape(-1, 80), narrow.feats[0].reshape(-1, 80)   # frames x mels (stacking 2)
+    fb = feat_mod.mel_filterbank(cfg.features)                    # mels x fft bins
+    mel_hz = np.argmax(fb, axis=1) * SR / cfg.features.n_fft      # peak frequency of each filter
+    low, high = mel_hz < 3500, mel_hz > 4300
+    assert np.abs(n[:, low] - p[:, low]).mean() < 0.5          # the telephone band is kept
+    assert (p[:, high] - n[:, high]).mean() > 5.0              # above 4 kHz: tens of dB down (natural log)
+    with pytest.raises(ValueError, match="narrowband_rates"):
+        Augment(narrowband_rates=(100,))
+
+
+def test_narrowband_off_keeps_random_streams(corpus):
+    kw = dict(batch_frames=300, max_batch=4, noise_manifest=corpus["noise"], seed=11, num_workers=0)
+    a = _all(DataLoader([(corpus["a"], 1.0)], CFG, augment=Augment(), **kw), 0)
+    b = _all(DataLoader([(corpus["a"], 1.0)], CFG, augment=Augment(narrowband_prob=0.0), **kw), 0)
+    assert all(_same(x, y) for x, y in zip(a, b))
+    assert narrowband(np.zeros(0, np.float32), 16000, 8000).size == 0
 
 
 def test_vtlp_warp_and_features():

@@ -168,6 +168,33 @@ def test_resume_is_bitwise_exact(synthetic, tmp_path):
     assert step_rows("straight") == step_rows("split") and len(step_rows("split")) > 3
 
 
+def test_warm_start_from_a_model_directory(synthetic, tmp_path):
+    from speechlstm.model import load_model
+    from speechlstm.trainer import Trainer
+
+    first = Trainer(tiny_recipe(synthetic["train"], None, epochs=1), tmp_path / "a", verbose=False)
+    model_dir = Path(first.train()["model_dir"])
+    exported = load_model(model_dir)
+
+    recipe = tiny_recipe(synthetic["train"], None, epochs=1, lr=0.005)
+    recipe["model"]["init"] = str(model_dir)
+    second = Trainer(recipe, tmp_path / "b", verbose=False)
+    for k, w in exported.weights.items():                  # starts exactly at the exported weights
+        assert np.array_equal(second.params[k], np.asarray(w, np.float32)), k
+    assert second.config.normalization == exported.config.normalization
+    assert second.train()["status"] == "finished"
+
+    bad = tiny_recipe(synthetic["train"], None, epochs=1)
+    bad["model"]["hidden_size"] = 16
+    bad["model"]["init"] = str(model_dir)
+    with pytest.raises(ValueError, match="architecture differ"):
+        Trainer(bad, tmp_path / "c", verbose=False)
+    bad["model"]["hidden_size"] = 24
+    bad["model"]["init"] = str(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="no such model directory"):
+        Trainer(bad, tmp_path / "d", verbose=False)
+
+
 def test_nonfinite_batches_are_skipped_then_stop(synthetic, tmp_path, monkeypatch):
     from speechlstm import network
     from speechlstm.trainer import CHECKPOINT, Trainer, TrainingDiverged

@@ -540,6 +540,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     recipe = json.loads(Path(a.recipe).read_text()) if a.recipe else {}
+    text_dir = a.text_dir
+    if text_dir is None and recipe.get("text_dir"):  # relative to the recipe's folder
+        text_dir = str((Path(a.recipe).resolve().parent / recipe["text_dir"]).resolve())
     engines = tuple(a.engines.split(",")) if a.engines else tuple(recipe.get("engines", ENGINES))
     if a.list_voices:
         for e, vs in discover_voices(engines).items():
@@ -559,7 +562,7 @@ def main(argv=None) -> int:
     summary = make_corpus(
         a.out, seed=a.seed if a.seed is not None else recipe.get("seed", 0), utterances=utterances, hours=hours,
         jobs=a.jobs, engines=engines, engine_weights=recipe.get("engine_weights"),
-        held_out=recipe.get("held_out_voices", ()), text_dir=a.text_dir, text_weights=recipe.get("text_weights"),
+        held_out=recipe.get("held_out_voices", ()), text_dir=text_dir, text_weights=recipe.get("text_weights"),
         max_words=a.max_words or recipe.get("max_words", 25), min_words=recipe.get("min_words", 1),
         rate_range=tuple(recipe.get("rate_range", (0.8, 1.25))),
         pitch_range=tuple(recipe.get("pitch_range", (0.8, 1.25))), progress=not a.no_progress)
