@@ -239,6 +239,18 @@ def _cell_store(Z, Y, C, train, row, d, H, u, ai, af, ag, ao, cp):
 
 
 @cuda.jit(device=True)
+def _cell_or_pad(Z, Y, C, train, lengths, t, b, B, d, H, u, ai, af, ag, ao, cp):
+    """:func:`_cell_store` for frame ``t`` of row ``b``, or zeros (state, output, stored cell) past its length."""
+    row = t * B + b
+    if t < lengths[b]:
+        return _cell_store(Z, Y, C, train, row, d, H, u, ai, af, ag, ao, cp)
+    Y[row, d * H + u] = 0
+    if train:
+        C[row, d * H + u] = 0
+    return _ZERO
+
+
+@cuda.jit(device=True)
 def _step_frames(d, T, s):
     """Frame processed at step ``s`` by direction ``d`` and the frame of its previous state (-1 or T: none)."""
     if d == 0:
@@ -334,16 +346,9 @@ def _persist_step(Z, Y, C, train, lengths, T, B, H, d, u0, U, s, Ws, hs, ps, gs,
         uu = item - b * U
         u = u0 + uu
         if u < H:
-            row = t * B + b
-            if t < lengths[b]:
-                q = b * R4 + uu
-                cs[item] = _cell_store(Z, Y, C, train, row, d, H, u, gs[q], gs[q + U], gs[q + 2 * U],
-                                       gs[q + 3 * U], cs[item])
-            else:
-                cs[item] = 0
-                Y[row, d * H + u] = 0
-                if train:
-                    C[row, d * H + u] = 0
+            q = b * R4 + uu
+            cs[item] = _cell_or_pad(Z, Y, C, train, lengths, t, b, B, d, H, u, gs[q], gs[q + U], gs[q + 2 * U],
+                                    gs[q + 3 * U], cs[item])
 
 
 @cuda.jit(device=True)
@@ -462,18 +467,11 @@ def lstm_step_kernel(Z, Y, C, train, WP, cst, lengths, T, B, H, s):
     for i in range(STEP_TM):
         b = m0 + ty + i * _ST_M
         if b < B:
-            row = t * B + b
             for j in range(STEP_TU):
                 u = ub * STEP_BU + tx + j * _ST_U
                 if u < H:
-                    if t < lengths[b]:
-                        cst[d, b, u] = _cell_store(Z, Y, C, train, row, d, H, u, acc[i, 0, j], acc[i, 1, j],
-                                                   acc[i, 2, j], acc[i, 3, j], cst[d, b, u])
-                    else:
-                        cst[d, b, u] = 0
-                        Y[row, d * H + u] = 0
-                        if train:
-                            C[row, d * H + u] = 0
+                    cst[d, b, u] = _cell_or_pad(Z, Y, C, train, lengths, t, b, B, d, H, u, acc[i, 0, j],
+                                                acc[i, 1, j], acc[i, 2, j], acc[i, 3, j], cst[d, b, u])
 
 
 # ---------------------------------------------------------------- backward through time
