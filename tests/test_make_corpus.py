@@ -135,3 +135,25 @@ def test_hours_target(text_dir, tmp_path):
 def test_cli_list_voices(capsys):
     assert mc.main(["--list-voices", "--engines", "flite"]) == 0
     assert capsys.readouterr().out.startswith("flite:")
+
+
+def test_short_prompt_recipe_uses_every_line():
+    recipe = json.loads((ROOT / "recipes" / "corpus-short.json").read_text())
+    folder = ROOT / "recipes" / recipe["text_dir"]
+    texts = mc.load_sentences(folder, recipe["text_weights"], recipe["max_words"], recipe["min_words"])
+    assert sorted(t[0] for t in texts) == sorted(recipe["text_weights"])
+    for stem, _, lines in texts:   # no prompt is dropped by the text checks
+        assert len(lines) == len((folder / f"{stem}.txt").read_text().splitlines()) > 100
+
+
+def test_recipe_text_dir_is_relative_to_the_recipe(tmp_path, capsys):
+    if "flite" not in _installed():
+        pytest.skip("flite not installed")
+    out = tmp_path / "short"
+    assert mc.main(["--recipe", str(ROOT / "recipes" / "corpus-short.json"), "--out", str(out), "--utterances", "3",
+                    "--engines", "flite", "--jobs", "1", "--no-progress"]) == 0
+    prompts = set()
+    for f in (ROOT / "recipes" / "prompts").glob("*.txt"):
+        prompts |= set(f.read_text().splitlines())
+    rows = _read(out / "train.jsonl") + _read(out / "dev.jsonl")
+    assert len(rows) == 3 and all(r["text"] in prompts for r in rows)
