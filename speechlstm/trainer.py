@@ -980,14 +980,17 @@ class Trainer:
             return average_params(dicts), len(dicts)
         return {k: v.copy() for k, v in self.params.items()}, 1
 
-    def export(self, out_dir=None) -> Path:
-        """Write the model directory (default ``run_dir/model``) with a model card; returns its path."""
+    def export(self, out_dir=None, dtype=np.float32) -> Path:
+        """Write the model directory (default ``run_dir/model``) with a model card; returns its path.
+
+        ``dtype`` float16 halves the weights file (widened to float32 at load).
+        """
         out = Path(out_dir) if out_dir is not None else self.run_dir / "model"
         params, n_avg = self.final_params()
         dev = self.state["history"][-1].get("dev") if self.state["history"] else None
         if n_avg > 1 and self.recipe["data"]["dev"]:
             dev = self.evaluate_dev(params)
-        save_model(out, self.config, params, card=self._model_card(dev, n_avg))
+        save_model(out, self.config, params, card=self._model_card(dev, n_avg), dtype=dtype)
         self._log(f"exported model to {out}" + (f" (average of the last {n_avg} epochs)" if n_avg > 1 else ""))
         return out
 

@@ -257,3 +257,13 @@ def test_train_cli_new_run_refuse_resume(synthetic, tmp_path):
     assert cfg.name == "synthetic-tones"
     assert cfg.normalization["mode"] == "global" and len(cfg.normalization["std"]) == 20
     assert load_checkpoint(run)[0]["recipe"]["seed"] == 3
+    # a float16 copy of the final model
+    half = tmp_path / "half"
+    p = subprocess.run(cmd + ["--export-only", "--export", str(half), "--export-dtype", "float16"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    with np.load(half / "weights.npz") as z:
+        assert {z[k].dtype for k in z.files} == {np.dtype(np.float16)}
+    full = load_model(done["model_dir"]).weights
+    for k, w in load_model(half).weights.items():
+        assert np.allclose(w, full[k], rtol=1e-3, atol=1e-3), k

@@ -34,6 +34,8 @@ import signal
 import sys
 from pathlib import Path
 
+import numpy as np
+
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -50,6 +52,8 @@ def parse_args(argv=None):
     ap.add_argument("--checkpoint-minutes", type=float, help="override run.checkpoint_minutes")
     ap.add_argument("--export", metavar="DIR", help="also write the final model to DIR")
     ap.add_argument("--export-only", action="store_true", help="export the checkpoint's model and exit")
+    ap.add_argument("--export-dtype", choices=("float32", "float16"), default="float32",
+                    help="weights dtype of the --export copy (float16: half the size; RUN_DIR/model stays float32)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--quiet", action="store_true", help="log to RUN_DIR/train.log only")
     ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
@@ -101,7 +105,7 @@ def main(argv=None) -> int:
         return 1
 
     if args.export_only:
-        out = trainer.export(args.export)
+        out = trainer.export(args.export, dtype=np.dtype(args.export_dtype) if args.export else np.float32)
         print(json.dumps({"status": "exported", "model_dir": str(out)}))
         return 0
 
@@ -121,7 +125,7 @@ def main(argv=None) -> int:
         print(json.dumps({"status": "diverged", "step": trainer.state["step"], "epoch": trainer.state["epoch"]}))
         return 3
     if args.export and "model_dir" in result:
-        trainer.export(args.export)
+        trainer.export(args.export, dtype=np.dtype(args.export_dtype))
         result["export"] = str(args.export)
     summary = {k: result[k] for k in ("status", "step", "epoch", "batch")}
     if result["history"]:
