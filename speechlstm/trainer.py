@@ -1002,8 +1002,10 @@ class Trainer:
         lines = [f"# {c.name}", "",
                  f"Character-level CTC acoustic model ({a.num_layers} x BiLSTM, hidden {a.hidden_size} per direction, "
                  f"frame stacking x{a.frame_stacking}, {n_params:,} parameters, {c.features.kind} features "
-                 f"{c.features.dim} dims, {c.normalization['mode']} normalization), trained from scratch with "
-                 "speechlstm's Numba trainer (`tools/train.py`).", "", "## Training data", ""]
+                 f"{c.features.dim} dims, {c.normalization['mode']} normalization), trained "
+                 + (f"from the weights of `{r['model']['init']}` (a warm start; see that model's card for how it "
+                    "was trained)" if r["model"].get("init") else "from scratch")
+                 + " with speechlstm's Numba trainer (`tools/train.py`).", "", "## Training data", ""]
         total_h = 0.0
         for m in ds["train"]:
             total_h += m["hours"]

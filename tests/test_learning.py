@@ -267,3 +267,19 @@ def test_train_cli_new_run_refuse_resume(synthetic, tmp_path):
     full = load_model(done["model_dir"]).weights
     for k, w in load_model(half).weights.items():
         assert np.allclose(w, full[k], rtol=1e-3, atol=1e-3), k
+
+
+def test_sweep_trains_each_variant_once(synthetic, tmp_path):
+    recipe = tiny_recipe(synthetic["train"], synthetic["dev"], epochs=1)
+    (tmp_path / "r.json").write_text(json.dumps(recipe), encoding="utf-8")
+    cmd = [sys.executable, str(REPO / "tools" / "sweep.py"), "--recipe", str(tmp_path / "r.json"),
+           "--out", str(tmp_path / "sw"), "--steps", "6", "--epochs", "1", "--seconds-per-step", "4",
+           "--workers", "0", "--variant", "base=", "--variant", "h16=model.hidden_size=16;model.frame_stacking=2"]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    rows = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    assert [(r["name"], r["hidden_size"], r["frame_ms"]) for r in rows] == [("base", 24, 30), ("h16", 16, 20)]
+    assert all(0 < r["steps"] <= 12 and 0.0 <= r["dev_cer"] <= 1.5 for r in rows)
+    assert "| h16 | 1 x 16 | 20 ms |" in p.stdout
+    again = subprocess.run(cmd, capture_output=True, text=True)   # finished variants are not trained again
+    assert again.returncode == 0 and "[sweep]" not in again.stderr
