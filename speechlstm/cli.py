@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="txt: the text; json: text, words with times and confidences, segments; srt / vtt: "
                         "subtitles (default: txt)")
     t.add_argument("--beam", type=_positive_int, default=None, metavar="N",
-                   help="beam width of the CTC prefix beam search; 1 = greedy (default: 8)")
+                   help="beam width of the CTC prefix beam search; 1 = greedy (default: 32)")
     t.add_argument("--nbest", type=_positive_int, default=1, metavar="K",
                    help="K best transcriptions: txt prints K lines, json adds 'alternatives' (default: 1)")
     t.add_argument("--lm", metavar="PATH|none", default=None,
@@ -247,7 +247,7 @@ def _add_listen_parser(sub) -> None:
                    help="a final line is the text, or JSON with words and times (default: txt)")
     p.add_argument("--output", metavar="FILE", help="append the final lines to FILE instead of printing them")
     p.add_argument("--beam", type=_positive_int, default=None, metavar="N",
-                   help="beam width of the final decoding; 1 = greedy (default: 8)")
+                   help="beam width of the final decoding; 1 = greedy (default: 32)")
     p.add_argument("--trailing-silence", type=_positive_float, default=None, metavar="SECONDS",
                    help="pause that ends an utterance (default: 0.6)")
     p.add_argument("--max-utterance", type=_positive_float, default=None, metavar="SECONDS",

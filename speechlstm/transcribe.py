@@ -15,7 +15,7 @@ from .errors import DeviceError, ModelError
 from .model import AcousticModel, load_model
 
 DEVICES = ("cpu", "cuda", "auto")
-DEFAULT_BEAM = 8
+DEFAULT_BEAM = 32  # with the LM: dev WER 41.0 % against 43.9 % at 8, same real-time factor (model card)
 
 
 @dataclass
