@@ -307,3 +307,21 @@ def test_calibration_tool_end_to_end(tmp_path, capsys):
     shutil.rmtree(model)
     assert cc.main([str(model), str(tmp_path / "m.jsonl")]) == 2  # missing model: one line, status 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_shipped_model_and_sample():
+    """The packaged default model: under the 25 MB budget, loads with its LM, and gets most of the sample right."""
+    from pathlib import Path
+
+    from speechlstm.metrics import ErrorCounter
+    from speechlstm.transcribe import default_model_dir
+
+    d = default_model_dir()
+    assert sum(f.stat().st_size for f in d.iterdir() if f.is_file()) < 25e6
+    sample = Path(__file__).resolve().parents[1] / "models" / "samples" / "ljspeech-LJ001-0079.flac"
+    ref = "caslon's type is clear and neat and fairly well designed"
+    res = Recognizer(device="cpu").transcribe(sample)
+    counter = ErrorCounter()
+    counter.add(ref, res.text)
+    assert counter.cer < 0.5, res.text            # "has one tie is clear and eat and fare well these" today
+    assert res.words and all(0.0 <= w.start <= w.end <= 4.0 and 0.0 <= w.confidence <= 1.0 for w in res.words)
