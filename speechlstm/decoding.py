@@ -94,6 +94,15 @@ def _check_log_probs(log_probs, blank):
     return lp, blank
 
 
+def _top_k(token_top_k) -> int:
+    """The kernels' ``top_k`` for a ``token_top_k`` argument: a positive integer, or None (0: every label)."""
+    if token_top_k is None:
+        return 0
+    if isinstance(token_top_k, bool) or int(token_top_k) != token_top_k or token_top_k < 1:
+        raise ValueError(f"token_top_k must be a positive integer or None, got {token_top_k!r}")
+    return int(token_top_k)
+
+
 def _empty_hypothesis(score: float) -> Hypothesis:
     return Hypothesis(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32), score)
 
@@ -183,12 +192,7 @@ def beam_search(log_probs, beam_width: int = 16, blank: int = 0, prune_threshold
     prune_threshold = float(prune_threshold)
     if math.isnan(prune_threshold) or prune_threshold > 0:
         raise ValueError(f"prune_threshold must be <= 0 or None, got {prune_threshold!r}")
-    if token_top_k is None:
-        top_k = 0
-    elif isinstance(token_top_k, bool) or int(token_top_k) != token_top_k or token_top_k < 1:
-        raise ValueError(f"token_top_k must be a positive integer or None, got {token_top_k!r}")
-    else:
-        top_k = int(token_top_k)
+    top_k = _top_k(token_top_k)
     if lp.shape[0] == 0:
         return [_empty_hypothesis(0.0)]
     scores, offsets, tokens, frames, token_scores = ctc.beam_search_kernel(
@@ -580,12 +584,7 @@ class Decoder:
         prune = -math.inf if prune_threshold is None else self._number(prune_threshold, "prune_threshold")
         if prune > 0:
             raise ValueError(f"prune_threshold must be <= 0 or None, got {prune_threshold!r}")
-        if token_top_k is None:
-            top_k = 0
-        elif isinstance(token_top_k, bool) or int(token_top_k) != token_top_k or token_top_k < 1:
-            raise ValueError(f"token_top_k must be a positive integer or None, got {token_top_k!r}")
-        else:
-            top_k = int(token_top_k)
+        top_k = _top_k(token_top_k)
         if lm is not None and not isinstance(lm, NGramLM):
             lm = load_lm(lm)
         if lm is not None and lm.order > 6:

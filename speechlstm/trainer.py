@@ -1045,17 +1045,13 @@ class Trainer:
 
 
 def _resolve_train_device(device: str) -> str:
-    """``cpu|cuda|auto`` -> ``cpu`` or ``cuda`` (``DeviceError`` for ``cuda`` without a GPU)."""
-    if device not in ("cpu", "cuda", "auto"):
-        raise ValueError(f"unknown device {device!r}: choose cpu, cuda or auto")
-    if device == "cpu":
-        return "cpu"
-    from .gpu import cuda_available, require_cuda
+    """``cpu|cuda|auto`` -> ``cpu`` or ``cuda`` (``DeviceError`` for ``cuda`` without a GPU; an unknown name is a
+    ``ValueError`` here, a bad training argument)."""
+    from .transcribe import DEVICES, resolve_device
 
-    if device == "auto":
-        return "cuda" if cuda_available() else "cpu"
-    require_cuda()
-    return "cuda"
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}: choose cpu, cuda or auto")
+    return resolve_device(device)
 
 
 def _fmt(x) -> str:
