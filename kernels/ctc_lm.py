@@ -323,8 +323,6 @@ def lm_beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k, 
     b_pb[0] = 0.0
     nb = 1
 
-    first_child = np.full(B, -1, np.int32)  # (filled in (a); the LM search checks node_in_beam instead)
-    next_sib = np.full(B, -1, np.int32)
     c_node = np.empty(B, np.int32)
     c_pb = np.empty(B, np.float64)
     c_pnb = np.empty(B, np.float64)
@@ -370,13 +368,12 @@ def lm_beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k, 
             if is_boundary[labels[i]]:
                 last_boundary = i
 
-        # (a) beam entries staying, merged with extensions of their in-beam parents
-        # (as in kernels.ctc.beam_search_kernel)
+        # (a) beam entries staying, merged with extensions of their in-beam parents (as in
+        # kernels.ctc.beam_search_kernel, without its list of in-beam children: here node_in_beam[child] says it)
         lp_blank = row[blank]
         for b in range(nb):
             node = b_node[b]
             node_in_beam[node] = b
-            first_child[b] = -1
             c_node[b] = node
             c_pb[b] = _logaddexp(b_pb[b], b_pnb[b]) + lp_blank
             if node != 0:
@@ -392,8 +389,6 @@ def lm_beam_search_kernel(log_probs, blank, beam_width, prune_threshold, top_k, 
             b = node_in_beam[node_parent[node]]
             if b < 0:
                 continue
-            next_sib[q] = first_child[b]
-            first_child[b] = q
             c = node_token[node]
             if c == node_token[node_parent[node]]:
                 ext = b_pb[b] + row[c]  # repeated label needs a blank in between
