@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the acoustic model runs (default: auto)")
     t.add_argument("--output-dir", metavar="DIR",
                    help="write <name>.<format> per input into DIR instead of printing")
+    t.add_argument("--no-vad", action="store_true",
+                   help="decode every segment, even where the voice-activity gate finds no speech")
     t.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     t.add_argument("--stream", action="store_true", help="run the streaming path (as `listen` does) over the file")
 
@@ -156,7 +158,7 @@ def cmd_transcribe(args) -> int:
     try:
         rec = Recognizer(args.model, device=args.device, beam_width=args.beam or DEFAULT_BEAM, lm=args.lm,
                          alpha=args.alpha, beta=args.beta, hotwords=args.hotwords, grammar=args.grammar,
-                         grammar_threshold=args.grammar_threshold, nbest=args.nbest)
+                         grammar_threshold=args.grammar_threshold, nbest=args.nbest, vad=not args.no_vad)
     except (SpeechlstmError, ValueError) as exc:
         _err(exc)
         return EXIT_USAGE

@@ -40,6 +40,9 @@ Augmentation (:class:`Augment`), applied per utterance in this order
    on the direct path and rescaled to the dry signal's power;
 3. additive noise (``noise_prob``): a random stretch of a ``kind == "noise"`` entry (looped if shorter),
    scaled to a uniformly drawn SNR in ``snr_db`` (:func:`add_noise`);
+   (2b, new in stage R2 of the real-speaker model: simulated rooms ``sim_rir_prob``, then babble of 1-4 other
+   training utterances ``babble_prob``; after the noise, spectral tilt ``eq_tilt_prob``, gain ``gain_db``
+   with clipping, and a lossy codec round trip ``codec_prob``: Opus, MP3 or GSM; see :class:`Augment`)
 3b. narrow band (``narrowband_prob``): the noisy signal is resampled down to a rate drawn from
    ``narrowband_rates`` and back up, as if it had been recorded or transmitted at that rate (8 kHz
    telephone-band clips such as FSDD's); the features keep their full filterbank, whose upper bands are then
@@ -298,6 +301,21 @@ class Augment:
         Probability of band-limiting the (noisy) audio by a round trip through a lower sample rate.
     narrowband_rates : tuple of float
         The lower rates, one drawn uniformly (Hz, below the features' sample rate).
+    sim_rir_prob : float
+        Probability of convolving with a simulated room impulse response (:func:`simulated_rir`: exponentially
+        decaying noise, reverberation time drawn from ``rt60_range`` seconds), for rooms beyond the few
+        recorded RIRs.
+    babble_prob : float
+        Probability of mixing in babble: ``babble_speakers`` (low, high) other training utterances summed, at
+        an SNR drawn from ``babble_snr_db``.
+    gain_db : (float, float)
+        Level change drawn uniformly (dB) after the noise; samples beyond full scale are clipped, as a
+        recorder would.
+    eq_tilt_prob, eq_tilt_db : float, (float, float)
+        Probability and range (dB per octave around 1 kHz) of a spectral tilt: bright or muffled microphones.
+    codec_prob : float
+        Probability of a round trip through a lossy codec drawn from ``codecs`` (``opus`` 8-32 kbit/s,
+        ``mp3`` at a random VBR quality, ``gsm``: GSM 06.10 at 8 kHz, which is also telephone band).
 
     Examples
     --------
@@ -319,6 +337,16 @@ class Augment:
     time_mask_max_ratio: float = 0.2
     narrowband_prob: float = 0.0
     narrowband_rates: tuple = (8000.0,)
+    sim_rir_prob: float = 0.0
+    rt60_range: tuple = (0.15, 0.9)
+    babble_prob: float = 0.0
+    babble_speakers: tuple = (1, 4)
+    babble_snr_db: tuple = (5.0, 25.0)
+    gain_db: tuple = (0.0, 0.0)
+    eq_tilt_prob: float = 0.0
+    eq_tilt_db: tuple = (-4.0, 4.0)
+    codec_prob: float = 0.0
+    codecs: tuple = ("opus", "mp3", "gsm")
 
     def __post_init__(self):
         self.speed_factors = tuple(float(s) for s in self.speed_factors)
@@ -327,7 +355,21 @@ class Augment:
             raise ValueError(f"narrowband_rates must be non-empty, in [1000, 48000] Hz (got {self.narrowband_rates})")
         if not self.speed_factors or any(not (0.25 <= s <= 4.0) for s in self.speed_factors):
             raise ValueError(f"speed_factors must be non-empty, in [0.25, 4] (got {self.speed_factors})")
-        for name in ("noise_prob", "rir_prob", "time_mask_max_ratio", "narrowband_prob"):
+        self.codecs = tuple(str(c) for c in self.codecs)
+        unknown = sorted(set(self.codecs) - set(CODECS))
+        if unknown or not self.codecs:
+            raise ValueError(f"codecs must be a non-empty subset of {CODECS} (got {self.codecs})")
+        for name in ("rt60_range", "babble_speakers", "babble_snr_db", "gain_db", "eq_tilt_db"):
+            v = tuple(float(x) for x in getattr(self, name))
+            if len(v) != 2 or v[0] > v[1] or not all(math.isfinite(x) for x in v):
+                raise ValueError(f"{name} must be (low, high) with low <= high (got {getattr(self, name)})")
+            setattr(self, name, v)
+        if not 0.05 <= self.rt60_range[0] <= self.rt60_range[1] <= 3.0:
+            raise ValueError(f"rt60_range must lie within [0.05, 3] s (got {self.rt60_range})")
+        if not 1 <= self.babble_speakers[0] <= self.babble_speakers[1] <= 10:
+            raise ValueError(f"babble_speakers must lie within [1, 10] (got {self.babble_speakers})")
+        for name in ("noise_prob", "rir_prob", "time_mask_max_ratio", "narrowband_prob", "sim_rir_prob",
+                     "babble_prob", "eq_tilt_prob", "codec_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1] (got {getattr(self, name)})")
         lo, hi = self.snr_db
@@ -409,6 +451,99 @@ def narrowband(x: np.ndarray, sample_rate: float, band_rate: float) -> np.ndarra
     n = min(x.size, y.size)
     out[:n] = y[:n]
     return out
+
+
+CODECS = ("opus", "mp3", "gsm")
+
+
+def codec_roundtrip(x: np.ndarray, sample_rate: int, codec: str, quality: float = 0.5) -> np.ndarray:
+    """Encode ``x`` with a lossy codec through libsndfile and decode it again (same length, float32).
+
+    ``quality`` in [0, 1] (1 is best): Opus bit rate from about 8 to 32 kbit/s, MP3 VBR quality; GSM 06.10 has
+    one rate and runs at 8 kHz (the audio is resampled down and back up).
+
+    Examples
+    --------
+    >>> t = np.arange(16000) / 16000
+    >>> x = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    >>> [codec_roundtrip(x, 16000, c).shape for c in CODECS]
+    [(16000,), (16000,), (16000,)]
+    """
+    import io
+
+    import soundfile as sf
+
+    from .audio import resample
+
+    x = np.clip(np.asarray(x, dtype=np.float32), -1.0, 1.0)
+    q = float(np.clip(quality, 0.0, 1.0))
+    rate = int(sample_rate)
+    y = x
+    if codec == "gsm":
+        rate = 8000
+        y = resample(x, sample_rate, rate) if sample_rate != rate else x
+        kw = dict(format="RAW", subtype="GSM610")
+    elif codec == "opus":
+        # libsndfile: bit rate ~ 6 + (1 - level) * 250 kbit/s for mono; levels 0.9..1.0 give 6..31 kbit/s
+        kw = dict(format="OGG", subtype="OPUS", compression_level=1.0 - 0.1 * (0.1 + 0.9 * q))
+    elif codec == "mp3":
+        kw = dict(format="MP3", subtype="MPEG_LAYER_III", compression_level=1.0 - q)
+    else:
+        raise ValueError(f"unknown codec {codec!r} (known: {', '.join(CODECS)})")
+    buf = io.BytesIO()
+    try:
+        sf.write(buf, y, rate, **kw)
+        buf.seek(0)
+        if codec == "gsm":
+            z, _ = sf.read(buf, dtype="float32", samplerate=rate, channels=1, format="RAW", subtype="GSM610")
+        else:
+            z, _ = sf.read(buf, dtype="float32")
+    except (RuntimeError, TypeError, ValueError, sf.LibsndfileError):  # a libsndfile without this codec
+        return x.copy()
+    z = np.asarray(z, dtype=np.float32).reshape(-1)
+    if rate != sample_rate:
+        z = resample(z, rate, sample_rate)
+    out = np.zeros(x.size, dtype=np.float32)
+    n = min(x.size, z.size)
+    out[:n] = z[:n]
+    return out
+
+
+def simulated_rir(rng: np.random.Generator, sample_rate: float, rt60: float) -> np.ndarray:
+    """A simple room impulse response: a direct path, then exponentially decaying noise (-60 dB at ``rt60``).
+
+    >>> h = simulated_rir(np.random.default_rng(0), 16000, 0.4)
+    >>> int(np.argmax(np.abs(h))), h.size == int(0.4 * 16000)
+    (0, True)
+    """
+    n = max(2, int(rt60 * sample_rate))
+    t = np.arange(n) / sample_rate
+    tail = rng.standard_normal(n) * np.exp(-6.9078 * t / rt60)  # 6.9078 = ln(1000): -60 dB at rt60
+    pre = int(rng.uniform(0.002, 0.01) * sample_rate)  # early reflections start a few ms after the direct path
+    tail[:pre] = 0.0
+    h = tail * (rng.uniform(0.2, 0.8) / (np.abs(tail).max() + 1e-12))
+    h[0] = 1.0
+    return h.astype(np.float32)
+
+
+def eq_tilt(x: np.ndarray, sample_rate: float, db_per_octave: float) -> np.ndarray:
+    """Tilt the spectrum by ``db_per_octave`` around 1 kHz (positive: brighter), keeping the power.
+
+    >>> rng = np.random.default_rng(0); x = rng.standard_normal(16000).astype(np.float32)
+    >>> y = eq_tilt(x, 16000, 6.0); s = np.abs(np.fft.rfft(y)) / np.abs(np.fft.rfft(x))
+    >>> bool(s[4000] > 3 * s[250])   # 4 kHz against 250 Hz: 4 octaves apart, 24 dB of tilt
+    True
+    """
+    if x.size < 2 or db_per_octave == 0:
+        return np.asarray(x, dtype=np.float32)
+    spec = np.fft.rfft(x.astype(np.float64))
+    f = np.maximum(np.fft.rfftfreq(x.size, 1.0 / sample_rate), 62.5)
+    spec *= 10.0 ** (db_per_octave * np.log2(f / 1000.0) / 20.0)
+    y = np.fft.irfft(spec, x.size)
+    p_x, p_y = float(np.mean(np.square(x, dtype=np.float64))), float(np.mean(y * y))
+    if p_y > 0:
+        y *= math.sqrt(p_x / p_y)
+    return y.astype(np.float32)
 
 
 def _reverberate(x: np.ndarray, rir: np.ndarray) -> np.ndarray:
@@ -605,6 +740,37 @@ def _header_duration(path: str, sample_rate: int) -> float | None:
         return None
 
 
+def _manifest_entry(entry) -> tuple[str, float, dict]:
+    """``path``, ``(path, weight)`` or ``(path, weight, options)`` -> (path, weight, options), checked.
+
+    ``options`` may hold ``sources`` (a dict: source -> weight multiplier, ``"*"`` for the others) and
+    ``nonspeech`` (true: utterances with an empty transcript are kept and trained to output only blanks).
+
+    >>> _manifest_entry(("a.jsonl", 2, {"sources": {"fsdd": 0.5}}))
+    ('a.jsonl', 2.0, {'sources': {'fsdd': 0.5}})
+    >>> _manifest_entry(("a.jsonl", 1, {"colour": 1}))
+    Traceback (most recent call last):
+    ...
+    ValueError: a.jsonl: unknown manifest option(s) ['colour'] (known: nonspeech, sources)
+    """
+    if isinstance(entry, (str, os.PathLike)):
+        entry = (entry, 1.0)
+    path, weight = entry[0], float(entry[1])
+    options = dict(entry[2]) if len(entry) > 2 and entry[2] is not None else {}
+    unknown = sorted(set(options) - {"sources", "nonspeech"})
+    if unknown:
+        raise ValueError(f"{path}: unknown manifest option(s) {unknown} (known: nonspeech, sources)")
+    if not (weight >= 0 and math.isfinite(weight)):
+        raise ValueError(f"manifest weight must be a finite number >= 0 (got {weight} for {path})")
+    sw = options.get("sources") or {}
+    if not isinstance(sw, dict):
+        raise ValueError(f"{path}: 'sources' must map source names to weights")
+    for k, v in sw.items():
+        if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
+            raise ValueError(f"{path}: source weight for {k!r} must be a finite number >= 0 (got {v!r})")
+    return path, weight, options
+
+
 def _needed_frames(labels: np.ndarray) -> int:
     """Output frames CTC needs for ``labels``: one per label plus a blank between repeats."""
     if labels.size == 0:
@@ -702,10 +868,14 @@ def _utterance_features(path: str, speed: float, labels: np.ndarray, seed: tuple
         rir = _noise_audio(_W["rirs"][rir_pick % len(_W["rirs"])])
         if rir is not None:
             x = _reverberate(x, rir)
+    if aug is not None:
+        x = _channel_augment(x, sr, aug, seed, before_noise=True)
     if use_noise:
         noise = _noise_audio(_W["noises"][noise_pick % len(_W["noises"])])
         if noise is not None:
             x = add_noise(x, noise, snr, noise_offset)
+    if aug is not None:
+        x = _channel_augment(x, sr, aug, seed, before_noise=False)
     if narrow_rate is not None and narrow_rate < sr:
         x = narrowband(x, sr, narrow_rate)
 
@@ -719,6 +889,47 @@ def _utterance_features(path: str, speed: float, labels: np.ndarray, seed: tuple
         spec_augment(feats, rng, aug.time_masks, aug.time_mask_max, aug.freq_masks, aug.freq_mask_max,
                      base_dim=cfg.base_dim, time_mask_max_ratio=aug.time_mask_max_ratio, fill=fill)
     return feats
+
+
+def _channel_augment(x: np.ndarray, sr: int, aug: "Augment", seed: tuple, before_noise: bool) -> np.ndarray:
+    """The channel augmentations added for real speakers (simulated rooms, babble, gain, tilt, codecs).
+
+    They draw from a generator of their own (seeded by the utterance's seed and a constant), so recipes that
+    leave them off keep the random streams, and therefore the exact batches, they had before.
+    """
+    on = (aug.sim_rir_prob > 0 or aug.babble_prob > 0 or aug.gain_db != (0.0, 0.0) or aug.eq_tilt_prob > 0
+          or aug.codec_prob > 0)
+    if not on:
+        return x
+    rng = np.random.default_rng(np.random.SeedSequence((*seed, 0xC4A2, 0 if before_noise else 1)))
+    if before_noise:
+        if rng.random() < aug.sim_rir_prob:
+            x = _reverberate(x, simulated_rir(rng, sr, float(rng.uniform(*aug.rt60_range))))
+        if rng.random() < aug.babble_prob and _W.get("babble"):
+            pool = _W["babble"]
+            lo, hi = int(aug.babble_speakers[0]), int(aug.babble_speakers[1])
+            mix = np.zeros(x.size, np.float32)
+            for _ in range(int(rng.integers(lo, hi + 1))):
+                try:
+                    other = load_audio(pool[int(rng.integers(len(pool)))], sr)
+                except (AudioError, OSError, ValueError, RuntimeError):
+                    continue
+                if other.size == 0:
+                    continue
+                p = float(np.sqrt(np.mean(np.square(other, dtype=np.float64))))
+                if p > 0:  # unit power, from a random point, looped to the length of the utterance
+                    mix += np.resize(np.roll(other / p, int(rng.integers(other.size))), x.size).astype(np.float32)
+            if np.any(mix):
+                x = add_noise(x, mix, float(rng.uniform(*aug.babble_snr_db)))
+        return x
+    if rng.random() < aug.eq_tilt_prob:
+        x = eq_tilt(x, sr, float(rng.uniform(*aug.eq_tilt_db)))
+    lo, hi = aug.gain_db
+    if hi > lo:
+        x = np.clip(x * np.float32(10.0 ** (rng.uniform(lo, hi) / 20.0)), -1.0, 1.0).astype(np.float32)
+    if rng.random() < aug.codec_prob:
+        x = codec_roundtrip(x, sr, aug.codecs[int(rng.integers(len(aug.codecs)))], float(rng.random()))
+    return x
 
 
 def _make_batch(items: list) -> tuple:
@@ -766,8 +977,11 @@ class DataLoader:
 
     Parameters
     ----------
-    manifests : list of (str, float)
-        Manifest paths and weights (``w >= 0``; see the module docstring for fractional weights).
+    manifests : list of (str, float) or (str, float, dict)
+        Manifest paths and weights (``w >= 0``; see the module docstring for fractional weights), optionally
+        with options: ``{"sources": {source: multiplier, "*": default}}`` weights each ``source`` of the
+        manifest by ``w * multiplier``; ``{"nonspeech": true}`` keeps utterances with an empty transcript
+        (non-speech clips: silence, noise, hum) as all-blank CTC targets.
     config : speechlstm.model.ModelConfig
         Features, normalization, frame stacking and tokens of the model being trained.
     batch_frames : int, optional
@@ -861,14 +1075,14 @@ class DataLoader:
         self.utterances: list[Utterance] = []
         labels, durations, groups = [], [], []
         sr = self.features.sample_rate
-        for path, weight in manifests:
-            weight = float(weight)
-            if not (weight >= 0 and math.isfinite(weight)):
-                raise ValueError(f"manifest weight must be a finite number >= 0 (got {weight} for {path})")
+        for entry in manifests:
+            path, weight, options = _manifest_entry(entry)
+            source_weights = options.get("sources") or {}
+            allow_empty = bool(options.get("nonspeech", False))
             rows, skipped = _read(path, warn=True)
             for reason, count in skipped.items():
                 warner.counts[reason] += count
-            members = []
+            members: dict = {}
             for utt, _ in rows:
                 where = f"{utt.id} ({path})"
                 if not os.path.isfile(utt.audio):
@@ -883,7 +1097,7 @@ class DataLoader:
                 if duration > self.max_duration:
                     warner(TOO_LONG, f"{where}: {duration:.2f} s > max_duration {self.max_duration:g} s")
                     continue
-                if not utt.text.strip():
+                if not utt.text.strip() and not allow_empty:
                     warner(EMPTY_TEXT, f"{where}: empty transcript")
                     continue
                 try:
@@ -891,17 +1105,19 @@ class DataLoader:
                 except ValueError as exc:
                     warner(LABEL_CHARS, f"{where}: {exc}")
                     continue
-                if y.size == 0:
+                if y.size == 0 and not allow_empty:
                     warner(EMPTY_TEXT, f"{where}: transcript {utt.text!r} has no words")
                     continue
                 if _stacked(num_frames(int(duration * sr), self.features), self.stacking) < _needed_frames(y):
                     warner(TOO_SHORT, f"{where}: {duration:.3f} s for {y.size} labels")
                     continue
-                members.append(len(self.utterances))
+                members.setdefault(utt.source or "", []).append(len(self.utterances))
                 self.utterances.append(utt)
                 labels.append(y)
                 durations.append(duration)
-            groups.append((np.asarray(members, dtype=np.int64), weight))
+            for source, idx in members.items():
+                w = weight * float(source_weights.get(source, source_weights.get("*", 1.0)))
+                groups.append((np.asarray(idx, dtype=np.int64), w))
         warner.summary("manifests")
         self._static_skips = dict(warner.counts)
         self.stats: dict = dict(self._static_skips)
@@ -914,7 +1130,7 @@ class DataLoader:
         if augment is not None and (augment.noise_prob > 0 or augment.rir_prob > 0) and noise_manifest is None:
             log.info("augmentation asks for noise/reverberation but no noise_manifest was given")
         if not self.utterances:
-            log.warning("no usable utterances in %s", [p for p, _ in manifests])
+            log.warning("no usable utterances in %s", [_manifest_entry(m)[0] for m in manifests])
 
     # ------------------------------------------------------------ setup helpers
 
@@ -938,7 +1154,13 @@ class DataLoader:
     def _context(self) -> dict:
         return {"features": self.features, "augment": self.augment, "stacking": self.stacking,
                 "normalization": self.normalization, "blank": self.blank, "noises": self._noises,
-                "rirs": self._rirs}
+                "rirs": self._rirs, "babble": self._babble_pool()}
+
+    def _babble_pool(self) -> list:
+        """Audio of the speech utterances (babble is made of them), when babble augmentation is on."""
+        if self.augment is None or self.augment.babble_prob <= 0:
+            return []
+        return [u.audio for u, y in zip(self.utterances, self._labels) if y.size]
 
     def _pool(self):
         if self._executor is None:

@@ -568,13 +568,15 @@ def read_arpa(path):
     def err(i, msg):
         return LMError(f"{path}:{i + 1}: {msg}")
 
+    # The ARPA format allows free text before \data\ (CMU Sphinx and SRILM write a header there): skip it.
     i = 0
     while i < len(lines) and lines[i].strip() != "\\data\\":
-        if lines[i].strip():
-            raise err(i, f"expected \\data\\, got {lines[i].strip()[:40]!r}")
         i += 1
     if i == len(lines):
-        raise LMError(f"{path}:1: no \\data\\ section (empty file?)")
+        first = next((j for j, line in enumerate(lines) if line.strip()), None)
+        if first is None:
+            raise LMError(f"{path}:1: no \\data\\ section (empty file?)")
+        raise err(first, f"expected \\data\\, got {lines[first].strip()[:40]!r} (no \\data\\ section)")
     i += 1
     declared = []
     while i < len(lines) and lines[i].strip().startswith("ngram "):

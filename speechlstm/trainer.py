@@ -9,7 +9,8 @@ A *recipe* is a JSON object (``recipes/*.json``) with five sections; every field
               ("utterance", "global" or "none"), tokens ("chars" or an explicit list, blank first), forget_bias,
               init (a model directory to start from instead of random weights: fine-tuning or a warm restart;
               its architecture, features and tokens must match, and its normalization statistics are kept)
-    data      train: [[manifest, weight], ...]; dev: manifest or null; noise: noise manifest or null;
+    data      train: [[manifest, weight], ...] or [[manifest, weight, {"sources": {source: multiplier},
+              "nonspeech": bool}], ...] (per-source weights; empty transcripts allowed); dev: manifest or null; noise: noise manifest or null;
               batch_frames, max_batch, max_duration, num_workers, epoch_seconds, augment (Augment fields or
               null), global_stats_utterances, dev_max_utterances, dev_batch_frames
     optim     lr (peak), betas, eps, weight_decay, decoupled, warmup_steps, decay, min_lr, decay_rate,
@@ -26,7 +27,8 @@ The gradient
 :func:`speechlstm.network.forward_backward` returns the gradient of the **sum** of the finite per-utterance
 CTC losses. With ``loss_normalization = "tokens"`` (default) the trainer divides it by the number of label
 tokens of those utterances (the loss per output character, which keeps the gradient scale independent of how
-many utterances a frame-budgeted batch holds); with ``"utterances"`` by their number. The logged ``loss`` is
+many utterances a frame-budgeted batch holds; a non-speech utterance, whose label is empty, counts as one
+token); with ``"utterances"`` by their number. The logged ``loss`` is
 normalized the same way. The scaled gradient is clipped to global norm ``clip_norm``, then Adam(W) steps with
 the learning rate of :class:`speechlstm.optim.LRSchedule` (warm-up, then ``decay`` over all the steps of
 ``run.epochs`` epochs).
@@ -511,10 +513,12 @@ class Trainer:
         return resolve_path(p, self.base_dir)
 
     def _train_manifests(self):
+        from .data import _manifest_entry
+
         out = []
         for item in self.recipe["data"]["train"]:
-            path, weight = (item, 1.0) if isinstance(item, str) else (item[0], float(item[1]))
-            out.append((self._path(path), weight))
+            path, weight, options = _manifest_entry(item)
+            out.append((self._path(path), weight, options))
         return out
 
     def _fresh_start(self):
@@ -529,7 +533,7 @@ class Trainer:
             from .data import compute_global_stats
 
             self._log("computing global feature statistics ...")
-            mean, std = compute_global_stats([p for p, _ in self._train_manifests()], self.config.features,
+            mean, std = compute_global_stats([m[0] for m in self._train_manifests()], self.config.features,
                                              max_utterances=int(r["data"]["global_stats_utterances"]))
             self.config.normalization = {"mode": "global", "mean": [float(x) for x in np.asarray(mean)],
                                          "std": [float(x) for x in np.asarray(std)]}
@@ -619,7 +623,7 @@ class Trainer:
         from .data import read_manifest
 
         out = {"train": [], "dev": None}
-        for (path, weight), item in zip(self._train_manifests(), self.recipe["data"]["train"]):
+        for (path, weight, options), item in zip(self._train_manifests(), self.recipe["data"]["train"]):
             shown = item if isinstance(item, str) else item[0]  # as written in the recipe (no local paths)
             utts, _ = read_manifest(path, warn=False)
             per = {}
@@ -627,7 +631,8 @@ class Trainer:
                 s = per.setdefault(u.source or "", [0, 0.0])
                 s[0] += 1
                 s[1] += float(u.duration or 0.0)
-            out["train"].append({"manifest": shown, "weight": weight, "utterances": len(utts),
+            out["train"].append({"manifest": shown, "weight": weight, **({"options": options} if options else {}),
+                                 "utterances": len(utts),
                                  "hours": sum(x[1] for x in per.values()) / 3600,
                                  "sources": {k: {"utterances": n, "hours": h / 3600} for k, (n, h) in sorted(per.items())}})
         dev = self._path(self.recipe["data"]["dev"])
@@ -746,7 +751,9 @@ class Trainer:
         if not bad:
             label_lengths = np.asarray(batch.label_lengths)
             if o["loss_normalization"] == "tokens":
-                denom = float(max(int(label_lengths[finite].sum()), 1))
+                # an utterance with an empty label (a non-speech clip) counts as one token, so that a batch of
+                # mostly silence does not divide its whole loss by a handful of tokens
+                denom = float(max(int(label_lengths[finite].sum()) + int(np.sum(label_lengths[finite] == 0)), 1))
             else:
                 denom = float(finite.sum())
             norm = clip_global_norm(grads, o["clip_norm"], scale=1.0 / denom)

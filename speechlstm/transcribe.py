@@ -185,6 +185,10 @@ class Recognizer:
     nbest : int, keyword-only
         Number of alternative transcriptions in ``Transcript.alternatives`` (1: none); the beam is widened to
         at least ``nbest``.
+    vad : bool, keyword-only
+        Voice-activity gate (:mod:`speechlstm.vad`, default on): a segment without speech-like energy is not
+        decoded, so silence, steady noise and hum give an empty transcript. (Words are not filtered by their
+        times: a BiLSTM's CTC spikes may sit well away from the sound of the word, up to the clip's edge.)
 
     Notes
     -----
@@ -208,8 +212,9 @@ class Recognizer:
     def __init__(self, model=None, device: str = "auto", beam_width: int = DEFAULT_BEAM,
                  segment_seconds: float = 30.0, *, lm=None, alpha: float | None = None,
                  beta: float | None = None, hotwords=None, grammar=None, grammar_threshold: float | None = None,
-                 nbest: int = 1):
+                 nbest: int = 1, vad: bool = True):
         self.device = resolve_device(device)
+        self.vad = bool(vad)
         if isinstance(model, AcousticModel):
             self.model = model
         else:
@@ -349,11 +354,20 @@ class Recognizer:
                 break
             start, seg = nxt
             n_samples = start + len(seg)
-            lp = self._log_probs(seg, timings)
             piece = {"start": round(start / sr, 3), "end": round((start + len(seg)) / sr, 3), "text": ""}
-            if self.grammar is not None:
-                grammar_lps.append((start, lp))
+            mask = None
+            if self.vad:
+                from .vad import speech_frames
+
+                t0 = time.perf_counter()
+                mask = speech_frames(seg, sr)
+                timings["features"] += time.perf_counter() - t0
+            if mask is not None and not mask.any():
+                pass  # no speech in this segment: nothing to decode
+            elif self.grammar is not None:
+                grammar_lps.append((start, self._log_probs(seg, timings)))
             else:
+                lp = self._log_probs(seg, timings)
                 t0 = time.perf_counter()
                 r = self._decode_log_probs(lp, start / sr, beam, k)
                 timings["decoding"] += time.perf_counter() - t0

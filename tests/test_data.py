@@ -484,11 +484,123 @@ def test_real_manifests_load_without_skips():
     if not train.is_file():
         pytest.skip("shared/data not available")
     loader = DataLoader([(str(train), 1.0), (str(DATA / "real" / "dev.jsonl"), 0.1)], CFG, num_workers=0,
-                        augment=Augment(), noise_manifest=str(DATA / "noise" / "noise.jsonl"), epoch_seconds=20.0)
-    assert len(loader.utterances) == 5380 + 1232
+                        augment=Augment(), noise_manifest=str(DATA / "noise" / "noise.jsonl"), epoch_seconds=20.0,
+                        max_duration=30.0)
+    # every line of both manifests (README: 13,154 train and 1,876 dev clips; the longest is 22.8 s)
+    assert len(loader.utterances) == 13154 + 1876
     assert loader.stats == {}
     assert len(loader._noises) == 416 and len(loader._rirs) == 6
     batches = _all(loader, 0)
     assert batches and loader.stats == {}
     sources = {s for b in batches for s in b.sources}
-    assert sources <= {"ljspeech", "dctts_recordings", "speechcommands_v0.02_test", "fsdd"}
+    assert sources <= {"ljspeech", "dctts_recordings", "speechcommands_v0.02_test", "fsdd", "librispeech_train_clean_5",
+                       "speechocean762", "an4", "vctk", "common_voice", "mycroft_precise", "librispeech_other_copies",
+                       "cmu_arctic"}
+
+
+# ------------------------------------------------------------------ per-source weights, non-speech, channels
+
+
+def test_per_source_weights(tmp_path, corpus):
+    # one manifest holding both sources: toneset x3, other x0.5 (a half, different each epoch), others x1
+    both = _write_manifest(tmp_path / "both.jsonl", [
+        {**r, "audio": str(corpus["dir"] / r["audio"])} for r in corpus["a_recs"] + corpus["b_recs"]])
+    loader = DataLoader([(both, 1.0, {"sources": {"toneset": 3.0, "other": 0.5}})], CFG, num_workers=0,
+                        batch_frames=10 ** 6, max_batch=100, seed=3)
+    for e in range(3):
+        ids = collections.Counter(loader.utterances[i].id for i in loader._plan(e)[1])
+        assert all(ids[f"a{i}"] == 3 for i in range(8))
+        assert sorted(ids[f"b{i}"] for i in range(4)) == [0, 0, 1, 1]
+    star = DataLoader([(both, 2.0, {"sources": {"*": 0.0, "other": 1.0}})], CFG, num_workers=0, seed=3)
+    ids = collections.Counter(star.utterances[i].id for i in star._plan(0)[1])
+    assert set(ids) == {f"b{i}" for i in range(4)} and set(ids.values()) == {2}
+    with pytest.raises(ValueError, match="unknown manifest option"):
+        DataLoader([(both, 1.0, {"source": {}})], CFG, num_workers=0)
+    with pytest.raises(ValueError, match="source weight"):
+        DataLoader([(both, 1.0, {"sources": {"other": -1}})], CFG, num_workers=0)
+
+
+def test_nonspeech_manifest_gives_empty_labels(tmp_path, corpus):
+    rng = np.random.default_rng(0)
+    recs = []
+    for i in range(3):
+        sf.write(tmp_path / f"n{i}.flac", (0.05 * rng.standard_normal(SR // 2)).astype(np.float32), SR)
+        recs.append({"id": f"n{i}", "audio": f"n{i}.flac", "text": "", "duration": 0.5, "source": "nonspeech"})
+    ns = _write_manifest(tmp_path / "ns.jsonl", recs)
+    plain = DataLoader([(ns, 1.0)], CFG, num_workers=0)
+    assert plain.utterances == [] and plain.stats["empty text"] == 3  # empty transcripts stay out by default
+    loader = DataLoader([(corpus["a"], 1.0), (ns, 1.0, {"nonspeech": True})], CFG, num_workers=0,
+                        batch_frames=10 ** 6, max_batch=100)
+    (batch,) = _all(loader, 0)
+    empty = [i for i, u in enumerate(batch.ids) if u.startswith("n")]
+    assert len(empty) == 3 and all(batch.label_lengths[i] == 0 for i in empty)
+    assert all(batch.label_lengths[i] > 0 for i in range(batch.size) if i not in empty)
+    # CTC of an empty label is finite: -sum log p(blank)
+    from speechlstm.network import init_params, forward_backward
+
+    params = init_params(CFG, 0)
+    losses, _ = forward_backward(params, CFG, batch.feats, batch.lengths, batch.labels, batch.label_lengths)[:2]
+    assert np.isfinite(np.asarray(losses)).all()
+
+
+@pytest.mark.parametrize("codec", ["opus", "mp3", "gsm"])
+def test_codec_roundtrip_keeps_length_and_degrades(codec):
+    from speechlstm.data import codec_roundtrip
+
+    t = np.arange(SR) / SR
+    x = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32)
+    y = codec_roundtrip(x, SR, codec, 0.3)
+    assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()
+    spec_x, spec_y = np.abs(np.fft.rfft(x[4000:12000])), np.abs(np.fft.rfft(y[4000:12000]))
+    assert spec_y[220] > 0.3 * spec_x[220]          # the 440 Hz tone survives every codec
+    assert not np.allclose(x, y, atol=1e-3)          # ... but the signal is not the same
+    if codec == "gsm":                               # GSM runs at 8 kHz: 6 kHz is gone
+        assert spec_y[3000] < 0.05 * spec_x[3000]
+    with pytest.raises(ValueError, match="unknown codec"):
+        codec_roundtrip(x, SR, "aac")
+
+
+def test_simulated_rir_and_eq_tilt():
+    from speechlstm.data import eq_tilt, simulated_rir
+
+    rng = np.random.default_rng(1)
+    short, long = simulated_rir(rng, SR, 0.2), simulated_rir(rng, SR, 0.8)
+    assert short.size == int(0.2 * SR) and long.size == int(0.8 * SR) and short[0] == long[0] == 1.0
+
+    def decay_db(h):  # energy of the last quarter against the first quarter
+        q = h.size // 4
+        return 10 * np.log10(np.sum(h[-q:] ** 2) / np.sum(h[1:q] ** 2))
+    assert decay_db(short) < -20 and decay_db(long) < -20
+    x = rng.standard_normal(SR).astype(np.float32)
+    for tilt in (-6.0, 6.0):
+        y = eq_tilt(x, SR, tilt)
+        assert np.mean(y.astype(np.float64) ** 2) == pytest.approx(np.mean(x.astype(np.float64) ** 2), rel=1e-4)
+        s = np.abs(np.fft.rfft(y)) / np.abs(np.fft.rfft(x))
+        assert (s[4000] > s[250]) == (tilt > 0)
+    assert np.array_equal(eq_tilt(x, SR, 0.0), x)
+
+
+def test_channel_augmentation_in_loader(corpus):
+    kw = dict(batch_frames=10 ** 6, max_batch=100, noise_manifest=corpus["noise"], seed=4, num_workers=0)
+    base = dict(speed_factors=(1.0,), noise_prob=0.0, vtlp_range=(1.0, 1.0), time_masks=0, freq_masks=0)
+    (plain,) = _all(DataLoader([(corpus["a"], 1.0)], CFG, augment=Augment(**base), **kw), 0)
+    on = Augment(**base, sim_rir_prob=1.0, babble_prob=1.0, babble_speakers=(1, 2), gain_db=(-10.0, 3.0),
+                 eq_tilt_prob=1.0, codec_prob=1.0, codecs=("mp3", "gsm"))
+    (aug,) = _all(DataLoader([(corpus["a"], 1.0)], CFG, augment=on, **kw), 0)
+    (again,) = _all(DataLoader([(corpus["a"], 1.0)], CFG, augment=on, **kw), 0)
+    assert aug.ids == plain.ids and np.array_equal(aug.lengths, plain.lengths)
+    assert np.isfinite(aug.feats).all() and not np.allclose(aug.feats, plain.feats)
+    assert _same(aug, again)  # deterministic given (seed, epoch)
+    with pytest.raises(ValueError, match="codecs"):
+        Augment(codecs=("aac",))
+    with pytest.raises(ValueError, match="babble_speakers"):
+        Augment(babble_speakers=(0, 2))
+    with pytest.raises(ValueError, match="rt60_range"):
+        Augment(rt60_range=(0.5, 9.0))
+
+
+def test_channel_augmentation_off_keeps_random_streams(corpus):
+    kw = dict(batch_frames=300, max_batch=4, noise_manifest=corpus["noise"], seed=11, num_workers=0)
+    a = _all(DataLoader([(corpus["a"], 1.0)], CFG, augment=Augment(), **kw), 0)
+    b = _all(DataLoader([(corpus["a"], 1.0)], CFG, augment=Augment(codec_prob=0.0, babble_prob=0.0), **kw), 0)
+    assert all(_same(x, y) for x, y in zip(a, b))

@@ -157,6 +157,24 @@ MALFORMED = {
 }
 
 
+def test_arpa_with_header_text_before_data(tmp_path):
+    """Text before \\data\\ is allowed by the format (CMU Sphinx writes such a header): it is skipped."""
+    lm = build_lm(CORPUS, order=3, prune=[0, 0, 1])
+    plain = tmp_path / "plain.arpa"
+    write_arpa(lm, plain)
+    headed = tmp_path / "headed.arpa"
+    headed.write_text("Language model created by QuickLM on Thu Jun 30 2005\nCopyright (c) somebody\n\n"
+                      "This is not \\data\\ yet: \\1-grams: mentioned in prose\n" + plain.read_text())
+    a, b = read_arpa(plain), read_arpa(headed)
+    assert a.vocab == b.vocab
+    for name, arr in a.arrays.items():
+        np.testing.assert_array_equal(b.arrays[name], arr)
+    with pytest.raises(LMError, match="no \\\\data\\\\ section"):
+        read_arpa_text = tmp_path / "prose.arpa"
+        read_arpa_text.write_text("just some prose\nand more\n")
+        read_arpa(read_arpa_text)
+
+
 @pytest.mark.parametrize("name", sorted(MALFORMED))
 def test_malformed_arpa_names_file_and_line(tmp_path, name):
     text, line, reason = MALFORMED[name]

@@ -3,7 +3,7 @@
 
 Usage::
 
-    python tools/evaluate_grammar.py MODEL MANIFEST [--grammar FILE | --preset commands|digits]
+    python tools/evaluate_grammar.py MODEL MANIFEST [--grammar FILE | --preset commands|digits|speechcommands35]
                                      [--sources A,B] [--threshold X] [--beam 16] [--max-utterances N]
 
 An utterance is *in grammar* when its normalized reference is one of the grammar's phrases, else *out of
@@ -16,7 +16,8 @@ confidence of the best phrase is known), then for each threshold in a sweep:
 * false accepts: out-of-grammar utterances accepted (with any phrase) / out-of-grammar utterances.
 
 Presets: ``commands`` = yes no up down left right on off stop go (the ten Speech Commands core words);
-``digits`` = zero .. nine. Default sources: speechcommands_v0.02_test and fsdd. The last line printed is a JSON
+``digits`` = zero .. nine; ``speechcommands35`` = all 35 words of Speech Commands v0.02 (every Speech Commands and FSDD clip is then in
+grammar: this preset measures accuracy; add ``--sources`` with sentence sources to count false accepts). Default sources: speechcommands_v0.02_test and fsdd. The last line printed is a JSON
 summary (per threshold, and ``best``: the threshold of the sweep with the highest accuracy whose false-accept rate
 is at most ``--max-false-accept``, default 1%).
 """
@@ -31,8 +32,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+SPEECH_COMMANDS_35 = ["backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "follow", "forward", "four",
+                      "go", "happy", "house", "learn", "left", "marvin", "nine", "no", "off", "on", "one", "right",
+                      "seven", "sheila", "six", "stop", "three", "tree", "two", "up", "visual", "wow", "yes", "zero"]
 PRESETS = {"commands": ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"],
-           "digits": ["{digit}"]}
+           "digits": ["{digit}"],
+           "speechcommands35": SPEECH_COMMANDS_35}
 DEFAULT_SOURCES = ("speechcommands_v0.02_test", "fsdd")
 THRESHOLDS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
