@@ -283,3 +283,41 @@ def test_sweep_trains_each_variant_once(synthetic, tmp_path):
     assert "| h16 | 1 x 16 | 20 ms |" in p.stdout
     again = subprocess.run(cmd, capture_output=True, text=True)   # finished variants are not trained again
     assert again.returncode == 0 and "[sweep]" not in again.stderr
+
+
+def test_nonspeech_clips_and_source_weights_in_a_run(synthetic, tmp_path, monkeypatch):
+    """A recipe with per-source weights and a non-speech manifest trains; empty labels count one token each."""
+    from speechlstm import trainer as trainer_mod
+    from speechlstm.trainer import Trainer
+
+    rng = np.random.default_rng(4)
+    ns_dir = tmp_path / "ns"
+    ns_dir.mkdir()
+    with open(ns_dir / "ns.jsonl", "w", encoding="utf-8") as f:
+        for i in range(12):
+            x = (rng.standard_normal(int(rng.uniform(0.3, 1.5) * SR)) * rng.uniform(0.001, 0.2)).astype(np.float32)
+            sf.write(ns_dir / f"{i}.flac", x, SR, subtype="PCM_16")
+            f.write(json.dumps({"id": f"ns{i}", "audio": f"{i}.flac", "text": "", "duration": round(x.size / SR, 3),
+                                "source": "nonspeech"}) + "\n")
+    recipe = tiny_recipe(synthetic["train"], None, epochs=1)
+    recipe["data"]["train"] = [[str(synthetic["train"]), 1.0, {"sources": {"synthetic_train": 0.5}}],
+                               [str(ns_dir / "ns.jsonl"), 1.0, {"nonspeech": True}]]
+    seen = []
+    real_clip = trainer_mod.clip_global_norm
+
+    def spy(grads, max_norm, scale=1.0):
+        seen.append(scale)
+        return real_clip(grads, max_norm, scale=scale)
+    monkeypatch.setattr(trainer_mod, "clip_global_norm", spy)
+    tr = Trainer(recipe, tmp_path / "run", verbose=False)
+    counts = {}
+    for b in tr._make_loader().epoch(0):
+        n_empty = int(np.sum(b.label_lengths == 0))
+        counts[b.index] = int(b.label_lengths.sum()) + n_empty
+        for uid, src in zip(b.ids, b.sources):
+            assert (src == "nonspeech") == uid.startswith("ns")
+    assert sum(1 for b in tr._make_loader().epoch(0) for s in b.sources if s == "nonspeech") == 12
+    assert sum(1 for b in tr._make_loader().epoch(0) for s in b.sources if s != "nonspeech") == 120  # half of 240
+    out = tr.train()
+    assert out["status"] == "finished"
+    assert sorted(round(1 / s) for s in seen) == sorted(counts.values())
