@@ -4,7 +4,7 @@
 Usage::
 
     python tools/evaluate_peers.py shared/data/real/dev.jsonl [--model DIR] [--beam 8] [--max-utterances N]
-        [--source ljspeech] [--json]
+        [--source ljspeech] [--peer-cache ps.jsonl] [--json]
 
 Both engines get the same 16 kHz mono audio (decoded and resampled once, outside the timed region). speechlstm
 runs its :class:`speechlstm.Recognizer` (the shipped model by default, with whatever decoder options are given);
@@ -93,9 +93,27 @@ class Speechlstm:
         return self._rec.transcribe(samples, sample_rate=16000).text
 
 
+def _read_peer_cache(path) -> dict:
+    """``{(id, audio path): (hypothesis, seconds)}`` from a ``--peer-cache`` file (JSON Lines; bad lines skipped)."""
+    out = {}
+    if path and Path(path).is_file():
+        for line in open(path, encoding="utf-8"):
+            try:
+                r = json.loads(line)
+                out[(r["id"], r["audio"])] = (str(r["hyp"]), float(r["seconds"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+    return out
+
+
 def evaluate(manifest, model=None, beam=8, max_utterances=None, sources=None, engines=("speechlstm", "pocketsphinx"),
-             decoder_options=None) -> dict:
-    """Run every engine on the manifest; returns ``{engine: {"wer", "cer", "rtf", "per_source": {...}}}``."""
+             decoder_options=None, peer_cache=None) -> dict:
+    """Run every engine on the manifest; returns ``{engine: {"wer", "cer", "rtf", "per_source": {...}}}``.
+
+    ``peer_cache``: a JSON Lines file of pocketsphinx hypotheses and their processing seconds per utterance (id and
+    audio path); utterances found there are not decoded again (pocketsphinx runs at about 0.36 x real time, so
+    the 83-minute dev set costs half an hour), new ones are appended as they are decoded.
+    """
     from speechlstm.audio import load_audio
     from speechlstm.metrics import ErrorCounter
     from speechlstm.text import normalize_text
@@ -113,12 +131,25 @@ def evaluate(manifest, model=None, beam=8, max_utterances=None, sources=None, en
             eng = Speechlstm(model, beam, **(decoder_options or {}))
         counter = ErrorCounter()
         t_proc = 0.0
-        for (uid, _path, ref, src), samples in zip(items, audio):
-            x = (np.clip(samples, -1, 1) * 32767).astype(np.int16) if name == "pocketsphinx" else samples
-            t0 = time.perf_counter()
-            hyp = eng.transcribe(x)
-            t_proc += time.perf_counter() - t0
-            counter.add(normalize_text(ref), normalize_text(hyp), group=src)
+        cached = _read_peer_cache(peer_cache) if name == "pocketsphinx" else {}
+        cache_file = open(peer_cache, "a", encoding="utf-8") if name == "pocketsphinx" and peer_cache else None
+        try:
+            for (uid, path, ref, src), samples in zip(items, audio):
+                if (uid, str(path)) in cached:
+                    hyp, sec = cached[(uid, str(path))]
+                else:
+                    x = (np.clip(samples, -1, 1) * 32767).astype(np.int16) if name == "pocketsphinx" else samples
+                    t0 = time.perf_counter()
+                    hyp = eng.transcribe(x)
+                    sec = time.perf_counter() - t0
+                    if cache_file is not None:
+                        cache_file.write(json.dumps({"id": uid, "audio": str(path), "hyp": hyp, "seconds": sec}) + "\n")
+                        cache_file.flush()
+                t_proc += sec
+                counter.add(normalize_text(ref), normalize_text(hyp), group=src)
+        finally:
+            if cache_file is not None:
+                cache_file.close()
         d = counter.to_dict()
         out["engines"][name] = {
             "wer": round(d["wer"], 4), "cer": round(d["cer"], 4), "rtf": round(t_proc / max(total_audio, 1e-9), 4),
@@ -135,9 +166,12 @@ def main(argv=None) -> int:
     ap.add_argument("--max-utterances", type=int, help="an evenly spaced subset of this many utterances")
     ap.add_argument("--source", action="append", help="only this manifest source (repeatable)")
     ap.add_argument("--engines", default="speechlstm,pocketsphinx", help="comma-separated (default: both)")
+    ap.add_argument("--peer-cache", metavar="FILE.jsonl",
+                    help="reuse (and extend) pocketsphinx hypotheses stored in this file: they do not depend on the model")
     ap.add_argument("--json", action="store_true", help="print only the JSON summary")
     a = ap.parse_args(argv)
-    res = evaluate(_shared(a.manifest), a.model, a.beam, a.max_utterances, a.source, tuple(a.engines.split(",")))
+    res = evaluate(_shared(a.manifest), a.model, a.beam, a.max_utterances, a.source, tuple(a.engines.split(",")),
+                   peer_cache=a.peer_cache)
     if not a.json:
         print(f"{res['n']} utterances, {res['audio_seconds']:.0f} s of audio")
         srcs = sorted({s for e in res["engines"].values() for s in e["per_source"]})
