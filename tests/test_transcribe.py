@@ -324,5 +324,5 @@ def test_shipped_model_and_sample():
     res = Recognizer(device="cpu").transcribe(sample)
     counter = ErrorCounter()
     counter.add(ref, res.text)
-    assert counter.cer < 0.5, res.text            # "has one tie is clear and eat and fare well these" today
+    assert counter.cer < 0.5, res.text            # "has one tie is clear and met and fare well these" today
     assert res.words and all(0.0 <= w.start <= w.end <= 4.0 and 0.0 <= w.confidence <= 1.0 for w in res.words)
