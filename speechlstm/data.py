@@ -38,11 +38,13 @@ Augmentation (:class:`Augment`), applied per utterance in this order
    file's own rate;
 2. reverberation (``rir_prob``): convolution with a ``kind == "rir"`` entry of the noise manifest, aligned
    on the direct path and rescaled to the dry signal's power;
+2b. simulated rooms (``sim_rir_prob``, :func:`simulated_rir`), then babble of 1-4 other training utterances
+   (``babble_prob``);
 3. additive noise (``noise_prob``): a random stretch of a ``kind == "noise"`` entry (looped if shorter),
    scaled to a uniformly drawn SNR in ``snr_db`` (:func:`add_noise`);
-   (2b, new in stage R2 of the real-speaker model: simulated rooms ``sim_rir_prob``, then babble of 1-4 other
-   training utterances ``babble_prob``; after the noise, spectral tilt ``eq_tilt_prob``, gain ``gain_db``
-   with clipping, and a lossy codec round trip ``codec_prob``: Opus, MP3 or GSM; see :class:`Augment`)
+3a. spectral tilt (``eq_tilt_prob``, :func:`eq_tilt`), gain with clipping (``gain_db``), and a lossy codec round
+   trip (``codec_prob``: Opus, MP3 or GSM, :func:`codec_roundtrip`); 2b and 3a draw from a generator of their own,
+   so recipes without them keep their batches;
 3b. narrow band (``narrowband_prob``): the noisy signal is resampled down to a rate drawn from
    ``narrowband_rates`` and back up, as if it had been recorded or transmitted at that rate (8 kHz
    telephone-band clips such as FSDD's); the features keep their full filterbank, whose upper bands are then
@@ -1111,7 +1113,9 @@ class DataLoader:
                 if _stacked(num_frames(int(duration * sr), self.features), self.stacking) < _needed_frames(y):
                     warner(TOO_SHORT, f"{where}: {duration:.3f} s for {y.size} labels")
                     continue
-                members.setdefault(utt.source or "", []).append(len(self.utterances))
+                # one group per source only when per-source weights are asked for: manifests without them keep
+                # one group, so fractional weights draw the same subsets (and older recipes the same batches)
+                members.setdefault((utt.source or "") if source_weights else "", []).append(len(self.utterances))
                 self.utterances.append(utt)
                 labels.append(y)
                 durations.append(duration)

@@ -9,8 +9,9 @@ A *recipe* is a JSON object (``recipes/*.json``) with five sections; every field
               ("utterance", "global" or "none"), tokens ("chars" or an explicit list, blank first), forget_bias,
               init (a model directory to start from instead of random weights: fine-tuning or a warm restart;
               its architecture, features and tokens must match, and its normalization statistics are kept)
-    data      train: [[manifest, weight], ...] or [[manifest, weight, {"sources": {source: multiplier},
-              "nonspeech": bool}], ...] (per-source weights; empty transcripts allowed); dev: manifest or null; noise: noise manifest or null;
+    data      train: [[manifest, weight], ...], an entry optionally with options as a third element:
+              {"sources": {source: multiplier}, "nonspeech": bool} (per-source weights; empty transcripts kept);
+              dev: manifest or null; noise: noise manifest or null;
               batch_frames, max_batch, max_duration, num_workers, epoch_seconds, augment (Augment fields or
               null), global_stats_utterances, dev_max_utterances, dev_batch_frames
     optim     lr (peak), betas, eps, weight_decay, decoupled, warmup_steps, decay, min_lr, decay_rate,

@@ -604,3 +604,13 @@ def test_channel_augmentation_off_keeps_random_streams(corpus):
     a = _all(DataLoader([(corpus["a"], 1.0)], CFG, augment=Augment(), **kw), 0)
     b = _all(DataLoader([(corpus["a"], 1.0)], CFG, augment=Augment(codec_prob=0.0, babble_prob=0.0), **kw), 0)
     assert all(_same(x, y) for x, y in zip(a, b))
+
+
+def test_without_source_weights_a_manifest_stays_one_group(tmp_path, corpus):
+    # 8 + 4 clips of two sources at weight 0.5: one random half of all 12 (older recipes keep their batches)
+    both = _write_manifest(tmp_path / "both.jsonl", [
+        {**r, "audio": str(corpus["dir"] / r["audio"])} for r in corpus["a_recs"] + corpus["b_recs"]])
+    loader = DataLoader([(both, 0.5)], CFG, num_workers=0, seed=5)
+    assert len(loader._groups) == 1 and loader._plan(0)[1].size == 6
+    split = DataLoader([(both, 0.5, {"sources": {"*": 1.0}})], CFG, num_workers=0, seed=5)
+    assert len(split._groups) == 2 and split._plan(0)[1].size == 6  # 4 + 2
