@@ -272,6 +272,30 @@ def read_manifest(path, warn: bool = True) -> tuple[list[Utterance], dict]:
     return [u for u, _ in rows], skipped
 
 
+def read_noise_manifest(path) -> tuple[list[str], list[str]]:
+    """Audio paths of a noise manifest's ``kind == "noise"`` entries (the default) and ``kind == "rir"`` entries.
+
+    Entries whose file is missing are left out with a warning; ``path`` None gives two empty lists.
+
+    >>> read_noise_manifest(None)
+    ([], [])
+    """
+    if path is None:
+        return [], []
+    rows, _ = _read(path, warn=True)
+    noises, rirs = [], []
+    for utt, rec in rows:
+        if not os.path.isfile(utt.audio):
+            log.warning("noise manifest %s: no file %s", path, utt.audio)
+            continue
+        kind = rec.get("kind", "noise")
+        if kind == "noise":
+            noises.append(utt.audio)
+        elif kind == "rir":
+            rirs.append(utt.audio)
+    return noises, rirs
+
+
 # ============================================================================ augmentation
 
 
@@ -1130,7 +1154,7 @@ class DataLoader:
         self._durations = np.asarray(durations, dtype=np.float64)
         self._groups = groups
         self._need = np.array([_needed_frames(y) for y in labels], dtype=np.int64)
-        self._noises, self._rirs = self._read_noise(noise_manifest)
+        self._noises, self._rirs = read_noise_manifest(noise_manifest)
         if augment is not None and (augment.noise_prob > 0 or augment.rir_prob > 0) and noise_manifest is None:
             log.info("augmentation asks for noise/reverberation but no noise_manifest was given")
         if not self.utterances:
@@ -1138,22 +1162,6 @@ class DataLoader:
 
     # ------------------------------------------------------------ setup helpers
 
-    @staticmethod
-    def _read_noise(noise_manifest):
-        if noise_manifest is None:
-            return [], []
-        rows, _ = _read(noise_manifest, warn=True)
-        noises, rirs = [], []
-        for utt, rec in rows:
-            if not os.path.isfile(utt.audio):
-                log.warning("noise manifest %s: no file %s", noise_manifest, utt.audio)
-                continue
-            kind = rec.get("kind", "noise")
-            if kind == "noise":
-                noises.append(utt.audio)
-            elif kind == "rir":
-                rirs.append(utt.audio)
-        return noises, rirs
 
     def _context(self) -> dict:
         return {"features": self.features, "augment": self.augment, "stacking": self.stacking,

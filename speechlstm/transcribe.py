@@ -343,6 +343,8 @@ class Recognizer:
                                                min_seconds=self.segment_seconds / 3)
         timings["audio"] += time.perf_counter() - t0
 
+        if self.vad:
+            from .vad import speech_frames
         words, pieces, total_score, n_samples = [], [], 0.0, 0
         alternatives = [("", 0.0)] if k > 1 else []
         grammar_lps = []  # grammar mode: (start sample, log-probs) of every segment, matched at the end
@@ -357,8 +359,6 @@ class Recognizer:
             piece = {"start": round(start / sr, 3), "end": round((start + len(seg)) / sr, 3), "text": ""}
             mask = None
             if self.vad:
-                from .vad import speech_frames
-
                 t0 = time.perf_counter()
                 mask = speech_frames(seg, sr)
                 timings["features"] += time.perf_counter() - t0

@@ -1,5 +1,8 @@
 """Voice-activity gate of the offline path (speechlstm.vad): no words from silence, steady noise or hum."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -8,13 +11,9 @@ from conftest import BURSTS, SR, burst_audio
 from speechlstm import Recognizer, vad
 from speechlstm.cli import main
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
-def _coloured(rng, n, a):
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.arange(spec.size, dtype=np.float64)
-    f[0] = 1.0
-    x = np.fft.irfft(spec / f ** (a / 2), n)
-    return x / np.sqrt(np.mean(x * x))
+from make_nonspeech import _coloured  # noqa: E402
 
 
 def _nonspeech(rng, seconds=3.0):
@@ -23,9 +22,8 @@ def _nonspeech(rng, seconds=3.0):
     out = {"zeros": np.zeros(n), "dither": 1e-5 * rng.standard_normal(n)}
     for level in (-50, -30, -12):
         g = 10 ** (level / 20)
-        out[f"white{level}"] = g * _coloured(rng, n, 0)
-        out[f"pink{level}"] = g * _coloured(rng, n, 1)
-        out[f"brown{level}"] = g * _coloured(rng, n, 2)
+        for colour in ("white", "pink", "brown"):
+            out[f"{colour}{level}"] = g * _coloured(rng, n, colour)
         hum = sum(np.sin(2 * np.pi * 50 * h * t) / h for h in range(1, 6))
         out[f"hum{level}"] = g * hum / np.sqrt(np.mean(hum ** 2))
     return {k: v.astype(np.float32) for k, v in out.items()}

@@ -16,11 +16,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,13 +33,12 @@ def per_source_wer(refs, hyps, sources) -> dict:
     """
     from speechlstm.metrics import ErrorCounter
 
-    groups = collections.defaultdict(ErrorCounter)
-    total = ErrorCounter()
+    counter = ErrorCounter()
     for r, h, s in zip(refs, hyps, sources):
-        groups[s].add(r, h)
-        total.add(r, h)
-    per = {s: round(c.to_dict()["wer"], 4) for s, c in sorted(groups.items())}
-    out = {"all": round(total.to_dict()["wer"], 4), "macro": round(sum(per.values()) / max(len(per), 1), 4)}
+        counter.add(r, h, group=s)
+    d = counter.to_dict()
+    per = {s: round(g["wer"], 4) for s, g in d.get("groups", {}).items()}
+    out = {"all": round(d["wer"], 4), "macro": round(sum(per.values()) / max(len(per), 1), 4)}
     out.update(per)
     return out
 
@@ -61,7 +58,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     from speechlstm.decoding import Decoder, load_lm
-    from tune_lm import manifest_log_probs
+    from tune_lm import manifest_log_probs, score
 
     data = manifest_log_probs(a.model, a.manifest, a.max_utterances, None, cache=a.cache)
     lps, refs, sources = data["log_probs"], data["refs"], data["sources"]
@@ -69,14 +66,9 @@ def main(argv=None) -> int:
     rows = []
 
     def run(name, size, dec, alpha=None, beta=None):
-        t0 = time.perf_counter()
-        hyps = []
-        for lp in lps:
-            h = dec.decode(lp)
-            hyps.append(h[0].text if h else "")
+        _, _, hyps, seconds = score(dec, lps, refs)
         w = per_source_wer(refs, hyps, sources)
-        rows.append({"lm": name, "mb": size, "alpha": alpha, "beta": beta, "seconds": round(time.perf_counter() - t0, 1),
-                     **w})
+        rows.append({"lm": name, "mb": size, "alpha": alpha, "beta": beta, "seconds": round(seconds, 1), **w})
         print(f"{name:14s} {size:6.1f} {'' if alpha is None else alpha:>5} {'' if beta is None else beta:>5} "
               + " ".join(f"{100 * w[k]:6.1f}" for k in keys), flush=True)
 

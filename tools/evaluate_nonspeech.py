@@ -28,18 +28,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 
 def _rows(manifest: str):
-    base = os.path.dirname(os.path.abspath(manifest))
-    for line in open(manifest, encoding="utf-8"):
-        line = line.strip()
-        if not line:
+    """``(audio path, group)`` of a manifest's non-speech clips (RIRs skipped), read by the engine's manifest reader."""
+    from speechlstm.data import _read
+
+    for utt, rec in _read(manifest, warn=True)[0]:
+        kind = rec.get("kind") or "noise"
+        if kind == "rir":
             continue
-        r = json.loads(line)
-        if r.get("kind") == "rir":
-            continue
-        group = r.get("kind") or "noise"
-        if group == "noise":  # shared/data/noise: group by the folder the clip came from
-            group = os.path.basename(os.path.dirname(r["audio"]))
-        yield os.path.join(base, r["audio"]), group
+        # shared/data/noise: group by the folder the clip came from; generated sets: by kind
+        yield utt.audio, os.path.basename(os.path.dirname(utt.audio)) if kind == "noise" else kind
 
 
 def main(argv=None) -> int:

@@ -37,6 +37,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from speechlstm.data import read_noise_manifest  # noqa: E402
+
 SR = 16000
 KINDS = ("silence", "white", "pink", "brown", "hum", "tone", "clicks", "background")
 
@@ -61,18 +65,6 @@ def _coloured(rng, n: int, colour: str) -> np.ndarray:
 
 def _rms_to(x: np.ndarray, level_db: float) -> np.ndarray:
     return x / (np.sqrt(np.mean(x * x)) + 1e-12) * _db(level_db)
-
-
-def _read_noises(manifest: str | None) -> list[str]:
-    if not manifest or not os.path.isfile(manifest):
-        return []
-    base = os.path.dirname(os.path.abspath(manifest))
-    out = []
-    for line in open(manifest, encoding="utf-8"):
-        r = json.loads(line)
-        if r.get("kind", "noise") == "noise":
-            out.append(os.path.join(base, r["audio"]))
-    return out
 
 
 def make_clip(rng: np.random.Generator, kind: str, duration: float, noises: list[str]) -> np.ndarray:
@@ -151,7 +143,7 @@ def main(argv=None) -> int:
             if cand.is_file():
                 noise = str(cand)
                 break
-    noises = _read_noises(noise) if "background" in a.kinds else []
+    noises = read_noise_manifest(noise)[0] if "background" in a.kinds and noise and os.path.isfile(noise) else []
     out = Path(a.out)
     (out / "audio").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(a.seed)
