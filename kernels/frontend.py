@@ -432,3 +432,22 @@ def all_finite(x):
     for i in range(bits.shape[0]):
         bad |= np.uint32((bits[i] & np.uint32(0x7F800000)) == np.uint32(0x7F800000))
     return bad == 0
+
+
+@njit(cache=True, nogil=True)
+def biquad(x, b0, b1, b2, a1, a2):
+    """One second-order IIR section over ``x`` (float64), direct form II transposed, zero initial state.
+
+    The recursion of ``scipy.signal.sosfilt`` for one section, without importing ``scipy.signal`` (which costs
+    a noticeable part of the command line's start-up); used by :mod:`speechlstm.vad` for its high-pass.
+    """
+    y = np.empty_like(x)
+    z1 = 0.0
+    z2 = 0.0
+    for n in range(x.shape[0]):
+        xn = x[n]
+        yn = b0 * xn + z1
+        z1 = b1 * xn - a1 * yn + z2
+        z2 = b2 * xn - a2 * yn
+        y[n] = yn
+    return y

@@ -36,6 +36,8 @@ False
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 FRAME_SECONDS = 0.01
@@ -48,12 +50,16 @@ HIGHPASS_HZ = 100.0
 
 
 def _highpass(x: np.ndarray, sample_rate: float) -> np.ndarray:
-    from scipy.signal import butter, sosfilt
+    """2nd-order Butterworth high-pass at ``HIGHPASS_HZ`` (the coefficients of ``scipy.signal.butter(2, f,
+    "highpass")``: bilinear transform with pre-warping), run by a Numba kernel rather than ``scipy.signal``."""
+    from .kernels.frontend import biquad
 
     if x.size == 0 or sample_rate <= 2 * HIGHPASS_HZ:
         return x
-    sos = butter(2, HIGHPASS_HZ, btype="highpass", fs=float(sample_rate), output="sos")
-    return sosfilt(sos, x.astype(np.float64))
+    k = math.tan(math.pi * HIGHPASS_HZ / float(sample_rate))
+    norm = 1.0 / (1.0 + math.sqrt(2.0) * k + k * k)
+    return biquad(np.ascontiguousarray(x, dtype=np.float64), norm, -2.0 * norm, norm, 2.0 * (k * k - 1.0) * norm,
+                  (1.0 - math.sqrt(2.0) * k + k * k) * norm)
 
 
 def frame_energies(samples, sample_rate: float) -> np.ndarray:

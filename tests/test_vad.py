@@ -79,3 +79,12 @@ def test_cli_no_vad(burst_model_dir, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == ""
     assert main(["transcribe", str(p), "--model", str(burst_model_dir), "--no-vad"]) == 0
     assert capsys.readouterr().out.strip() != ""
+
+
+def test_highpass_equals_scipy_butterworth():
+    from scipy.signal import butter, sosfilt
+
+    x = np.random.default_rng(3).standard_normal(4000) + 0.5  # DC offset
+    for sr in (8000, 16000, 44100):
+        ref = sosfilt(butter(2, vad.HIGHPASS_HZ, btype="highpass", fs=sr, output="sos"), x)
+        np.testing.assert_allclose(vad._highpass(x, sr), ref, rtol=1e-10, atol=1e-12)
