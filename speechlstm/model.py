@@ -10,7 +10,7 @@ A model is a directory::
 ``config.json`` fields (all validated at load time):
 
 ``format``          the string ``"speechlstm-model"``
-``format_version``  ``1``
+``format_version``  ``1`` (character models), ``2`` (models with a ``units`` field: phone models)
 ``name``            a short model name
 ``sample_rate``     audio rate the model expects (Hz); must equal ``features.sample_rate``
 ``features``        a :class:`speechlstm.features.FeatureConfig` as a dict
@@ -22,6 +22,11 @@ A model is a directory::
                     text it stands for (one character for character models)
 ``blank_index``     index of the CTC blank in ``tokens``
 ``weights``         file name of the weights inside the directory (default ``"weights.npz"``)
+``units``           (version 2) ``"chars"`` or ``"phones"``: what the non-blank tokens spell. Phone models output
+                    CMUdict phones (no stress) and a word-boundary token ``" "``; words come from a
+                    pronunciation lexicon (:mod:`speechlstm.lexicon`)
+``lexicon``         (phone models) file name of the pronunciation lexicon inside the directory, with its
+                    grapheme-to-phoneme model beside it (:meth:`speechlstm.lexicon.Lexicon.load`)
 
 Weights (``V = len(tokens)``, ``In_0 = D * k``, ``In_l = 2H`` for ``l > 0``, gate order i, f, g, o)::
 
@@ -51,7 +56,11 @@ from .errors import ModelError
 from .features import FeatureConfig, compute_features, normalize_features
 
 FORMAT = "speechlstm-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Format versions this speechlstm reads (character models are still written as version 1).
+FORMAT_VERSIONS = (1, 2)
+#: Output units a model may spell words with.
+UNITS = ("chars", "phones")
 NORMALIZATION_MODES = ("none", "utterance", "global")
 
 
@@ -100,6 +109,8 @@ class ModelConfig:
     normalization: dict = field(default_factory=lambda: {"mode": "utterance"})
     weights_file: str = "weights.npz"
     confidence: dict | None = None  # optional word-confidence calibration (speechlstm.transcribe), see from_dict
+    units: str = "chars"
+    lexicon_file: str | None = None  # phone models: the pronunciation lexicon inside the model directory
 
     @property
     def sample_rate(self) -> int:
@@ -126,9 +137,10 @@ class ModelConfig:
         return normalize_features(compute_features(samples, self.features), n["mode"], n.get("mean"), n.get("std"))
 
     def to_dict(self) -> dict:
+        phones = self.units != "chars"
         return {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format_version": FORMAT_VERSION if phones else 1,  # character models stay readable by older versions
             "name": self.name,
             "sample_rate": self.sample_rate,
             "features": self.features.to_dict(),
@@ -138,6 +150,7 @@ class ModelConfig:
             "blank_index": self.blank_index,
             "weights": self.weights_file,
             **({"confidence": self.confidence} if self.confidence is not None else {}),
+            **({"units": self.units, "lexicon": self.lexicon_file} if phones else {}),
         }
 
     @classmethod
@@ -161,8 +174,9 @@ class ModelConfig:
         if d.get("format") != FORMAT:
             fail(f"'format' must be {FORMAT!r} (got {d.get('format')!r})")
         version = d.get("format_version")
-        if version != FORMAT_VERSION:
-            fail(f"unsupported format_version {version!r} (this speechlstm reads version {FORMAT_VERSION})")
+        if not _is_int(version) or version not in FORMAT_VERSIONS:
+            fail(f"unsupported format_version {version!r} (this speechlstm reads versions "
+                 f"{', '.join(map(str, FORMAT_VERSIONS))})")
         for key in ("name", "sample_rate", "features", "normalization", "architecture", "tokens", "blank_index"):
             if key not in d:
                 fail(f"missing field '{key}'")
@@ -231,8 +245,26 @@ class ModelConfig:
                 if w is not None and (not isinstance(w, list) or len(w) != n or not all(_is_num(v) for v in w)):
                     fail(f"confidence.{key} must be a list of {n} numbers")
             conf = dict(conf)
+        units, lexicon_file = d.get("units", "chars"), d.get("lexicon")
+        if version < 2 and ("units" in d or "lexicon" in d):
+            fail("'units' and 'lexicon' need format_version 2")
+        if units not in UNITS:
+            fail(f"'units' must be one of {', '.join(UNITS)} (got {units!r})")
+        if units == "phones":
+            if not isinstance(lexicon_file, str) or not lexicon_file or os.sep in lexicon_file or "/" in lexicon_file:
+                fail("a phone model needs 'lexicon': a file name inside the model directory")
+            from .lexicon import PHONES
+
+            bad = [t for i, t in enumerate(tokens) if i != blank and not t.isspace() and t not in PHONES]
+            if bad:
+                fail(f"'tokens' of a phone model must be CMUdict phones or a space (not {bad[0]!r})")
+            if " " not in tokens:
+                fail("'tokens' of a phone model need the word boundary \" \"")
+        elif lexicon_file is not None:
+            fail("'lexicon' is only for phone models (\"units\": \"phones\")")
         return cls(name=name, features=feats, architecture=arch, tokens=list(tokens), blank_index=blank,
-                   normalization=dict(norm), weights_file=weights_file, confidence=conf)
+                   normalization=dict(norm), weights_file=weights_file, confidence=conf, units=units,
+                   lexicon_file=lexicon_file)
 
     def expected_shapes(self) -> dict:
         """Name -> shape of every weight array this configuration needs."""
@@ -267,6 +299,9 @@ class AcousticModel:
         Arrays named as in the module docstring (validated here; float16 is widened to float32).
     path : str, optional
         Directory it was loaded from, for messages.
+    lexicon : speechlstm.lexicon.Lexicon, optional
+        A phone model's pronunciation lexicon (:func:`load_model` reads it from the directory); the decoders
+        write words through it.
 
     Examples
     --------
@@ -277,9 +312,10 @@ class AcousticModel:
     (101, 29)
     """
 
-    def __init__(self, config: ModelConfig, weights: dict, path: str | None = None):
+    def __init__(self, config: ModelConfig, weights: dict, path: str | None = None, lexicon=None):
         self.config = config
         self.path = path
+        self.lexicon = lexicon
         where = f"{path}/{config.weights_file}" if path else config.weights_file
         self.weights = _validate_weights(config, weights, where)
         from .kernels import lstm as _lstm
@@ -335,7 +371,7 @@ class AcousticModel:
         f = c.features
         lines = [
             f"model:        {c.name}" + (f"  ({self.path})" if self.path else ""),
-            f"format:       {FORMAT} v{FORMAT_VERSION}",
+            f"format:       {FORMAT} v{2 if c.units != 'chars' else 1}",
             f"sample rate:  {c.sample_rate} Hz",
             f"features:     {f.kind}, {f.dim} dims ({f.n_mels} mels"
             + (f", {f.n_mfcc} MFCC" if f.kind == "mfcc" else "")
@@ -345,7 +381,10 @@ class AcousticModel:
             f"architecture: {a.num_layers} x BiLSTM, hidden {a.hidden_size} per direction, "
             f"frame stacking x{a.frame_stacking} ({c.frame_seconds * 1000:.0f} ms per output frame)",
             f"tokens:       {c.num_outputs} (blank at {c.blank_index}): "
-            + "".join(t if i != c.blank_index else "" for i, t in enumerate(c.tokens)).replace(" ", "\u2423"),
+            + ("".join(t if i != c.blank_index else "" for i, t in enumerate(c.tokens)).replace(" ", "\u2423")
+               if c.units == "chars" else
+               "CMUdict phones " + " ".join(t.replace(" ", "\u2423") for i, t in enumerate(c.tokens)
+                                            if i != c.blank_index) + f", lexicon {c.lexicon_file}"),
             f"parameters:   {self.num_parameters:,}",
         ]
         return "\n".join(lines)
@@ -416,7 +455,18 @@ def load_model(path) -> AcousticModel:
             weights = {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
         raise ModelError(f"{w_path}: corrupt or not a .npz file ({_one_line(exc)})") from None
-    return AcousticModel(config, weights, path=str(p))
+    lexicon = None
+    if config.units == "phones":
+        from .lexicon import Lexicon, LexiconError
+
+        lex_path = p / config.lexicon_file
+        if not lex_path.is_file():
+            raise ModelError(f"{lex_path}: missing pronunciation lexicon")
+        try:
+            lexicon = Lexicon.load(lex_path)
+        except (LexiconError, ValueError, OSError, EOFError, KeyError) as exc:
+            raise ModelError(f"{lex_path}: corrupt lexicon ({_one_line(exc)})") from None
+    return AcousticModel(config, weights, path=str(p), lexicon=lexicon)
 
 
 def save_model(path, config: ModelConfig, weights: dict, card: str | None = None, dtype=np.float32) -> None:
