@@ -1037,6 +1037,11 @@ class DataLoader:
         Read every file's header when the loader is built (about 0.15 ms per file): unreadable files are
         skipped up front (``"unreadable audio"``) instead of being dropped from their batch, and the
         header's duration replaces the manifest's for planning and the length checks.
+    labeler : callable or None, optional
+        ``labeler(text) -> int array`` of token ids, called once per utterance when the loader is built (a
+        ``ValueError`` skips the utterance as ``"label chars"``). Default: the characters of ``text`` as
+        ``config.tokens`` (:func:`speechlstm.text.text_to_ids`); phone models pass their lexicon's
+        (:meth:`speechlstm.lexicon.Lexicon.labels`).
 
     Attributes
     ----------
@@ -1074,7 +1079,7 @@ class DataLoader:
                  max_batch: int = 64, augment: Augment | None = None, noise_manifest: str | None = None,
                  num_workers: int = 2, seed: int = 0, max_duration: float = 20.0,
                  epoch_seconds: float | None = None, *, sort_chunk: int = 2000, prefetch: int | None = None,
-                 start_method: str = "spawn", check_audio: bool = True):
+                 start_method: str = "spawn", check_audio: bool = True, labeler=None):
         if batch_frames < 1 or max_batch < 1:
             raise ValueError("batch_frames and max_batch must be >= 1")
         if num_workers < 0:
@@ -1127,7 +1132,8 @@ class DataLoader:
                     warner(EMPTY_TEXT, f"{where}: empty transcript")
                     continue
                 try:
-                    y = text_to_ids(utt.text, self.tokens, self.blank)
+                    y = (text_to_ids(utt.text, self.tokens, self.blank) if labeler is None
+                         else np.asarray(labeler(utt.text), dtype=np.int32))
                 except ValueError as exc:
                     warner(LABEL_CHARS, f"{where}: {exc}")
                     continue

@@ -63,6 +63,9 @@ class Hypothesis:
     acoustic_score : float or None
         :class:`Decoder` results: the CTC prefix log-probability alone (``score`` is then the fused score,
         acoustic plus language model, word bonus and hotword terms). ``None`` for the other decoders.
+    words : list of str or None
+        Lexicon decoding (phone models): the word each boundary-delimited group of units stands for, homophones
+        resolved by the LM; ``text`` is these words joined by spaces. ``None`` when the units spell the text.
 
     Examples
     --------
@@ -78,6 +81,7 @@ class Hypothesis:
     score: float
     text: str = ""
     acoustic_score: float | None = None
+    words: list | None = None
 
 
 def _check_log_probs(log_probs, blank):
@@ -542,6 +546,13 @@ class Decoder:
     lookahead : bool, optional
         Score an unfinished word with the best unigram probability of the vocabulary words it can still become
         (True), or only check that it is a prefix of one (False).
+    lexicon : speechlstm.lexicon.Lexicon or None, optional
+        Lexicon decoding, for phone models (tokens: CMUdict phones and the boundary ``" "``). The search only
+        follows pronunciations of vocabulary words: the LM's words (every lexicon word without an LM) and the
+        hotwords' words, G2P pronunciations standing in where the lexicon has none; a word with several
+        pronunciations is reached by each. Words that sound alike (homophones) share a path: the search scores
+        it as the one with the best unigram probability, and once it is done the LM picks among them for the
+        whole sentence (a Viterbi pass over the n-gram states), giving :attr:`Hypothesis.words`.
 
     Examples
     --------
@@ -564,7 +575,7 @@ class Decoder:
     def __init__(self, tokens, blank: int = 0, beam_width: int = 8, lm=None, alpha: float = DEFAULT_ALPHA,
                  beta: float = DEFAULT_BETA, unk_penalty: float = DEFAULT_UNK_PENALTY, hotwords=None,
                  prune_threshold: float | None = DEFAULT_LM_PRUNE, token_top_k: int | None = None,
-                 lookahead: bool = True):
+                 lookahead: bool = True, lexicon=None):
         from .lm import NGramLM
 
         tokens = list(tokens)
@@ -593,7 +604,8 @@ class Decoder:
         self.lm, self.alpha, self.beta, self.unk_penalty = lm, alpha, beta, unk_penalty
         self.prune_threshold, self.token_top_k, self.lookahead = prune, top_k, bool(lookahead)
         self.hotwords = [] if hotwords is None else parse_hotwords(hotwords)
-        self._plain = lm is None and not self.hotwords
+        self.lexicon = lexicon
+        self._plain = lm is None and not self.hotwords and lexicon is None
         V = len(tokens)
         self._boundary = np.array([i != blank and t.isspace() and t != "" for i, t in enumerate(tokens)], np.bool_)
         spaces = [i for i, t in enumerate(tokens) if self._boundary[i]]
@@ -651,6 +663,28 @@ class Decoder:
         lengths = np.array([len(r) for r in rows], np.int64)
         return seqs, lengths, lengths > 0
 
+    def _pronounce(self, words, variants: bool = True):
+        """Lexicon mode: label rows of the pronunciations of ``words`` (all of them, or the first with
+        ``variants=False``; G2P where the lexicon has none). Returns ``(seqs, lengths, owner)``, ``owner[i]`` the
+        index in ``words`` of row ``i``; words without a pronunciation the tokens can spell have no row."""
+        rows, owner = [], []
+        lex, pieces = self.lexicon, self._pieces
+        for k, w in enumerate(words):
+            try:
+                prons = lex.pronunciations(w)
+            except ValueError:  # not in the lexicon and no G2P (or not a word it can pronounce)
+                continue
+            for pr in (prons if variants else prons[:1]):
+                ids = [pieces.get(ph, -1) for ph in pr]
+                if ids and min(ids) >= 0:
+                    rows.append(ids)
+                    owner.append(k)
+        maxlen = max([len(r) for r in rows], default=1)
+        seqs = np.full((len(rows), maxlen), -1, np.int64)
+        for i, r in enumerate(rows):
+            seqs[i, :len(r)] = r
+        return seqs, np.array([len(r) for r in rows], np.int64), np.array(owner, np.int64)
+
     def _build(self, V):
         lm = self.lm
         (self._lm_vocab, self._lm_order, self._logp1, self._bow1, self._keys, self._firsts, self._logps,
@@ -658,6 +692,9 @@ class Decoder:
         if lm is None:
             self._alpha_k, self._beta_k, self._unk_k = 0.0, 0.0, 0.0
             vocab_words, vocab_ids = [], np.zeros(0, np.int64)
+            if self.lexicon is not None:  # every lexicon word, scored alike
+                vocab_words = list(self.lexicon)
+                vocab_ids = np.full(len(vocab_words), -2, np.int64)
         else:
             self._alpha_k, self._beta_k, self._unk_k = self.alpha, self.beta, self.unk_penalty
             vocab_words, vocab_ids = lm.vocab[3:], np.arange(3, lm.vocab_size, dtype=np.int64)
@@ -667,12 +704,18 @@ class Decoder:
             words = phrase.split()
             if len(words) > 1 and self._space < 0:
                 raise HotwordError(f"hotwords: {phrase!r}: the model has no space token for multi-word phrases")
-            seqs, lengths, ok = self._spell(words)
-            if not ok.all():
-                bad = words[int(np.flatnonzero(~ok)[0])]
-                missing = sorted({c for c in bad if c not in self._pieces}) or [bad]
-                raise HotwordError(f"hotwords: {phrase!r}: cannot be spelled with the model's tokens "
-                                   f"(no token for {', '.join(repr(c) for c in missing)})")
+            if self.lexicon is not None:
+                seqs, lengths, owner = self._pronounce(words, variants=False)
+                if len(owner) < len(words):
+                    bad = words[min(set(range(len(words))) - set(owner.tolist()))]
+                    raise HotwordError(f"hotwords: {phrase!r}: no pronunciation for {bad!r}")
+            else:
+                seqs, lengths, ok = self._spell(words)
+                if not ok.all():
+                    bad = words[int(np.flatnonzero(~ok)[0])]
+                    missing = sorted({c for c in bad if c not in self._pieces}) or [bad]
+                    raise HotwordError(f"hotwords: {phrase!r}: cannot be spelled with the model's tokens "
+                                       f"(no token for {', '.join(repr(c) for c in missing)})")
             row, gain = [], []
             # the k-th of the phrase's n characters earns w * k / (1 + ... + n): a short partial match (a common
             # first letter) earns little, so it displaces few other hypotheses before it is taken back
@@ -694,13 +737,34 @@ class Decoder:
             extra = [w for w in extra if lm.word_id(w) == 0]
         words = list(vocab_words) + extra
         ids = np.concatenate([vocab_ids, np.full(len(extra), -2, np.int64)])
-        seqs, lengths, ok = self._spell(words)
-        seqs, lengths, ids = seqs[ok], lengths[ok], ids[ok]
+        if self.lexicon is not None:
+            seqs, lengths, owner = self._pronounce(words)
+            ids = ids[owner]
+        else:
+            seqs, lengths, ok = self._spell(words)
+            seqs, lengths, ids = seqs[ok], lengths[ok], ids[ok]
         keys, path, depth_start = _build_trie(seqs, lengths, V)
         n_nodes = len(keys) + 1
         end = path[np.arange(len(ids)), lengths - 1] if len(ids) else np.zeros(0, np.int64)
         trie_word = np.full(n_nodes, -1, np.int32)
-        trie_word[end] = ids
+        if self.lexicon is not None and len(ids):
+            # homophones end at one node: it keeps the word with the best unigram probability (hotword words the
+            # LM lacks rank first: they are what the user asked for); all of them are kept for the final choice
+            pref = np.where(ids >= 0, np.asarray(self._logp1, np.float64)[np.maximum(ids, 0)], np.inf)
+            order = np.lexsort((-pref, end))  # by node, best first
+            e = end[order]
+            first_of_node = np.concatenate([[True], e[1:] != e[:-1]])
+            trie_word[e[first_of_node]] = ids[order][first_of_node]
+            homophones = {}
+            for i in order.tolist():
+                key = tuple(seqs[i, :lengths[i]].tolist())
+                lst = homophones.setdefault(key, [])
+                w = words[owner[i]]
+                if w not in lst:
+                    lst.append(w)
+            self._homophones = homophones
+        else:
+            trie_word[end] = ids
         if self.lookahead and lm is not None:
             best = np.full(n_nodes, -np.inf, np.float64)
             np.maximum.at(best, end, np.asarray(self._logp1, np.float64)[np.maximum(ids, 0)])
@@ -714,6 +778,8 @@ class Decoder:
             trie_score = np.zeros(n_nodes, np.float32)
         self._trie_min = float(trie_score.min(initial=0.0))
         self._oov_score = self._unk_k + self._alpha_k * math.log(10) * self._trie_min
+        if self.lexicon is not None:  # units that spell no vocabulary word cannot be written down
+            self._unk_k = self._oov_score = -math.inf
         self._trie_keys, self._trie_word, self._trie_score = (_readonly(keys, np.int64), _readonly(trie_word, np.int32),
                                                               _readonly(trie_score, np.float32))
         self._trie_first = _readonly(_offsets(keys, V, n_nodes), np.int64)
@@ -769,7 +835,40 @@ class Decoder:
         if not self._plain and self.lm is not None:
             new._alpha_k, new._beta_k, new._unk_k = new.alpha, new.beta, new.unk_penalty
             new._oov_score = new._unk_k + new._alpha_k * math.log(10) * self._trie_min
+            if self.lexicon is not None:
+                new._unk_k = new._oov_score = -math.inf
         return new
+
+    def _lexicon_words(self, token_ids) -> list:
+        """The words of a lexicon-decoded label sequence: homophones chosen by the LM over the whole sentence."""
+        groups, cur = [], []
+        for t in np.asarray(token_ids).tolist():
+            if self._boundary[t]:
+                if cur:
+                    groups.append(tuple(cur))
+                cur = []
+            else:
+                cur.append(t)
+        if cur:
+            groups.append(tuple(cur))
+        cands = [self._homophones.get(g) or ["<unk>"] for g in groups]
+        lm = self.lm
+        if lm is None or all(len(c) == 1 for c in cands):
+            return [c[0] for c in cands]
+        keep = lm.order - 1
+        states = {(1,)[-keep:] if keep else (): (0.0, [])}  # LM context (last order-1 ids) -> (log10 p, words)
+        for c in cands:
+            nxt = {}
+            for ctx, (score, ws) in states.items():
+                for w in c:
+                    wid = lm.word_id(w)
+                    sc = score + lm.log_prob(list(ctx), wid)
+                    key = (ctx + (wid,))[-keep:] if keep else ()
+                    if key not in nxt or sc > nxt[key][0]:
+                        nxt[key] = (sc, ws + [w])
+            states = dict(sorted(nxt.items(), key=lambda kv: -kv[1][0])[:64])
+        best = max(states.items(), key=lambda kv: kv[1][0] + lm.log_prob(list(kv[0]), 2))
+        return best[1][1]
 
     def decode(self, log_probs, nbest: int = 1) -> list:
         """Decode one utterance.
@@ -815,7 +914,11 @@ class Decoder:
                                        acoustic_score=float(acoustic[i])))
         out, seen = [], set()
         for h in hyps:
-            h.text = tokens_to_text(h.token_ids, self.tokens)
+            if self.lexicon is not None and h.score > -math.inf:
+                h.words = self._lexicon_words(h.token_ids)
+                h.text = " ".join(h.words)
+            else:
+                h.text = tokens_to_text(h.token_ids, self.tokens)
             if h.text not in seen and h.score > -math.inf:
                 seen.add(h.text)
                 out.append(h)

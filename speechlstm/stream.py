@@ -677,7 +677,8 @@ class StreamingRecognizer:
         text = ""
         if lp.shape[0]:
             hyps = getattr(self.recognizer, "_hypotheses", None)
-            if self._partial_beam > 1 and hyps is not None:  # the recognizer's decoder: beam (+ LM, hotwords)
+            if (self._partial_beam > 1 or cfg.units != "chars") and hyps is not None:
+                # the recognizer's decoder: beam (+ LM, hotwords); phone models always go through their lexicon
                 text = hyps(lp, self._partial_beam, 1)[0].text
             else:
                 text = tokens_to_text(greedy_decode(lp, blank=cfg.blank_index).token_ids, cfg.tokens)

@@ -6,9 +6,12 @@ A *recipe* is a JSON object (``recipes/*.json``) with five sections; every field
     name      model name written into the exported model
     seed      seeds parameter initialization, data order/augmentation and dropout
     model     hidden_size, num_layers, frame_stacking, features (FeatureConfig fields), normalization
-              ("utterance", "global" or "none"), tokens ("chars" or an explicit list, blank first), forget_bias,
-              init (a model directory to start from instead of random weights: fine-tuning or a warm restart;
-              its architecture, features and tokens must match, and its normalization statistics are kept)
+              ("utterance", "global" or "none"), tokens ("chars", "phones" or an explicit list of characters,
+              blank first), lexicon (phone models: the CMUdict file their labels and lexicon come from),
+              forget_bias, init (a model directory to start from instead of random weights: fine-tuning or a
+              warm restart; its architecture and features must match, and its normalization statistics are
+              kept), init_layers ("all": the tokens must match too; "encoder": the LSTM layers only, with a new
+              output layer, e.g. to start a phone model from a character model's encoder)
     data      train: [[manifest, weight], ...], an entry optionally with options as a third element:
               {"sources": {source: multiplier}, "nonspeech": bool} (per-source weights; empty transcripts kept);
               dev: manifest or null; noise: noise manifest or null;
@@ -53,8 +56,9 @@ exactly the updates an uninterrupted one makes: the parameters are bitwise ident
 
 Files in ``run_dir``: ``checkpoint.npz``, ``log.csv`` (one row per epoch: epoch, step, loss, lr, grad_norm,
 dev_cer, dev_wer, seconds, skipped, infeasible), ``steps.csv`` (every ``log_every`` steps), ``train.log``,
-``snapshots/epoch-NNNN.npz`` (parameters at the end of the last ``average_last`` epochs, averaged at export)
-and ``model/`` (the exported model directory, :func:`speechlstm.model.load_model` format).
+``snapshots/epoch-NNNN.npz`` (parameters at the end of the last ``average_last`` epochs, averaged at export),
+``model/`` (the exported model directory, :func:`speechlstm.model.load_model` format) and, for phone models,
+``lexicon.txt.gz`` (the pronunciation lexicon and G2P the run labels with, copied into the exported model).
 
 Examples
 --------
@@ -91,6 +95,8 @@ CHECKPOINT = "checkpoint.npz"
 CHECKPOINT_FORMAT = "speechlstm-checkpoint"
 CHECKPOINT_VERSION = 1
 CHAR_TOKENS = ["<blank>", " ", "'"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+#: File name of a phone model's pronunciation lexicon in its model directory (and in the run directory).
+LEXICON_FILE = "lexicon.txt.gz"
 EPOCH_COLUMNS = ["epoch", "step", "loss", "lr", "grad_norm", "dev_cer", "dev_wer", "seconds", "skipped",
                  "infeasible"]
 STEP_COLUMNS = ["step", "epoch", "batch", "loss", "lr", "grad_norm", "utterances", "frames", "seconds"]
@@ -107,6 +113,8 @@ DEFAULT_RECIPE = {
         "tokens": "chars",
         "forget_bias": 1.0,
         "init": None,
+        "init_layers": "all",
+        "lexicon": "shared/data/text/cmudict.dict",
     },
     "data": {
         "train": [],
@@ -266,13 +274,21 @@ def build_config(recipe: dict) -> ModelConfig:
     """
     m = recipe["model"]
     feats = FeatureConfig.from_dict(dict(m["features"]))
-    tokens = CHAR_TOKENS if m["tokens"] == "chars" else list(m["tokens"])
+    units, lexicon_file = "chars", None
+    if m["tokens"] == "phones":
+        from .lexicon import PHONES
+
+        tokens, units, lexicon_file = ["<blank>", " "] + list(PHONES), "phones", LEXICON_FILE
+    else:
+        tokens = CHAR_TOKENS if m["tokens"] == "chars" else list(m["tokens"])
     arch = Architecture(input_dim=feats.dim, hidden_size=int(m["hidden_size"]), num_layers=int(m["num_layers"]),
                         frame_stacking=int(m["frame_stacking"]))
     if m["normalization"] not in ("utterance", "global", "none"):
         raise ValueError("model.normalization must be 'utterance', 'global' or 'none'")
+    if m["init_layers"] not in ("all", "encoder"):
+        raise ValueError("model.init_layers must be 'all' or 'encoder'")
     cfg = ModelConfig(name=recipe["name"], features=feats, architecture=arch, tokens=tokens, blank_index=0,
-                      normalization={"mode": m["normalization"]})
+                      normalization={"mode": m["normalization"]}, units=units, lexicon_file=lexicon_file)
     ModelConfig.from_dict(cfg.to_dict() if m["normalization"] != "global" else
                           {**cfg.to_dict(), "normalization": {"mode": "none"}})  # validate
     return cfg
@@ -359,7 +375,7 @@ def _batches_by_frames(lengths, batch_frames: int, max_batch: int = 64):
 
 
 def evaluate_log_probs(log_probs_fn, feats: list, refs: list, tokens, blank: int = 0, groups=None,
-                       beam_widths=(1,), batch_frames: int = 40000, ids=None) -> dict:
+                       beam_widths=(1,), batch_frames: int = 40000, ids=None, lexicon=None) -> dict:
     """Decode utterances and score them: corpus WER/CER per beam width, per group, and per utterance.
 
     Parameters
@@ -380,6 +396,9 @@ def evaluate_log_probs(log_probs_fn, feats: list, refs: list, tokens, blank: int
         Frames per batch (padded) given to ``log_probs_fn``.
     ids : list of str, optional
         Utterance ids, copied into the per-utterance records.
+    lexicon : speechlstm.lexicon.Lexicon, optional
+        Phone models: decode words through the lexicon (:class:`speechlstm.decoding.Decoder`, no LM) at each beam
+        width (1 included) instead of spelling the units.
 
     Returns
     -------
@@ -395,8 +414,11 @@ def evaluate_log_probs(log_probs_fn, feats: list, refs: list, tokens, blank: int
     >>> r["results"][1]["cer"], r["utterances"][0]["hyp"][1]
     (0.0, 'ab')
     """
-    from .decoding import decode
+    from .decoding import Decoder, decode
     from .metrics import ErrorCounter
+
+    lex_decoders = {} if lexicon is None else {b: Decoder(tokens, blank=blank, beam_width=b, lexicon=lexicon)
+                                               for b in beam_widths}
 
     n = len(feats)
     counters = {b: ErrorCounter() for b in beam_widths}
@@ -406,7 +428,11 @@ def evaluate_log_probs(log_probs_fn, feats: list, refs: list, tokens, blank: int
         lps = log_probs_fn([feats[i] for i in idx])
         for i, lp in zip(idx, lps):
             for b in beam_widths:
-                hyps[b][i] = decode(lp, tokens, blank=blank, beam_width=b).text
+                if lexicon is not None:
+                    best = lex_decoders[b].decode(lp)
+                    hyps[b][i] = best[0].text if best else ""
+                else:
+                    hyps[b][i] = decode(lp, tokens, blank=blank, beam_width=b).text
     utts = []
     for i in range(n):
         rec = {"id": ids[i] if ids is not None else str(i), "ref": refs[i], "hyp": {}, "cer": {}, "wer": {}}
@@ -496,6 +522,7 @@ class Trainer:
         self.verbose = verbose
         self.stop_requested = False
         self._dev = None
+        self._lexicon = None
         self.run_dir.mkdir(parents=True, exist_ok=True)
         r = self.recipe
         if r["optim"]["loss_normalization"] not in ("tokens", "utterances"):
@@ -512,6 +539,55 @@ class Trainer:
     # ------------------------------------------------------------ set-up
     def _path(self, p):
         return resolve_path(p, self.base_dir)
+
+    @property
+    def lexicon(self):
+        """A phone model's pronunciation lexicon with its G2P (``None`` for character models).
+
+        Built from the recipe's ``model.lexicon`` (CMUdict) the first time and kept as ``run_dir/lexicon.txt.gz``,
+        so that a resumed run labels its utterances exactly as before and the export ships the same lexicon.
+        """
+        if self.config.units != "phones":
+            return None
+        if self._lexicon is None:
+            from .lexicon import Lexicon
+
+            kept = self.run_dir / LEXICON_FILE
+            if kept.exists():
+                self._lexicon = Lexicon.load(kept)
+            else:
+                src = self._path(self.recipe["model"]["lexicon"])
+                if src is None or not Path(src).is_file():
+                    raise ValueError(f"model.lexicon: {self.recipe['model']['lexicon']}: no such file")
+                self._log(f"building the pronunciation lexicon and G2P from {src} ...")
+                self._lexicon = Lexicon.from_cmudict(src, g2p=True)
+                self._lexicon.save(kept)
+        return self._lexicon
+
+    def _labeler(self):
+        lex = self.lexicon
+        if lex is None:
+            return None
+        tokens = self.config.tokens
+        return lambda text: lex.labels(text, tokens)
+
+    def _scoring_tokens(self):
+        """``(tokens to decode with, reference -> scored text)`` for dev scoring.
+
+        Character models are scored as they are. A phone model's greedy output is scored against the reference
+        transcript's phones (lexicon pronunciations, G2P for the rest), every phone written as one character, so
+        the "CER" column is the phone error rate and the "WER" column counts words as phone sequences.
+        """
+        tokens, lex = list(self.config.tokens), self.lexicon
+        if lex is None:
+            return tokens, None
+        blank = self.config.blank_index
+        glyph = [t if (i == blank or t.isspace()) else chr(0x100 + i) for i, t in enumerate(tokens)]
+
+        def ref(text):
+            return "".join(glyph[i] for i in lex.labels(text, tokens))
+
+        return glyph, ref
 
     def _train_manifests(self):
         from .data import _manifest_entry
@@ -530,6 +606,8 @@ class Trainer:
         init = r["model"].get("init")
         if init is not None:
             self.params = self._init_from(init)
+        elif r["model"]["init_layers"] != "all":
+            raise ValueError("model.init_layers 'encoder' needs model.init")
         elif r["model"]["normalization"] == "global":
             from .data import compute_global_stats
 
@@ -570,7 +648,8 @@ class Trainer:
             raise ValueError(f"model.init: {init}: no such model directory")
         src = load_model(path)
         mine, theirs = self.config.to_dict(), src.config.to_dict()
-        for key in ("features", "architecture", "tokens", "blank_index"):
+        encoder_only = self.recipe["model"]["init_layers"] == "encoder"
+        for key in ("features", "architecture") + (() if encoder_only else ("tokens", "blank_index")):
             if mine.get(key) != theirs.get(key):
                 raise ValueError(f"model.init: {path}: its {key} differ from the recipe's "
                                  f"({theirs.get(key)!r} vs {mine.get(key)!r})")
@@ -579,8 +658,15 @@ class Trainer:
             raise ValueError(f"model.init: {path}: normalization {src.config.normalization.get('mode')!r}, "
                              f"the recipe asks for {want!r}")
         self.config.normalization = dict(src.config.normalization)
-        self._log(f"initialized from {path}")
-        return {k: np.asarray(v, dtype=np.float32) for k, v in src.weights.items()}
+        params = {k: np.asarray(v, dtype=np.float32) for k, v in src.weights.items()}
+        if encoder_only:
+            from .network import init_params
+
+            fresh = init_params(self.config, int(self.recipe["seed"]),
+                                forget_bias=float(self.recipe["model"]["forget_bias"]))
+            params = {k: (fresh[k] if k.startswith("output.") else v) for k, v in params.items()}
+        self._log(f"initialized from {path}" + (" (LSTM layers; new output layer)" if encoder_only else ""))
+        return params
 
     def _restore(self, meta, params, m, v):
         self.config = ModelConfig.from_dict(meta["config"])
@@ -618,7 +704,8 @@ class Trainer:
         return DataLoader(self._train_manifests(), self.config, batch_frames=int(d["batch_frames"]),
                           max_batch=int(d["max_batch"]), augment=augment, noise_manifest=self._path(d["noise"]),
                           num_workers=int(d["num_workers"]), seed=int(self.recipe["seed"]),
-                          max_duration=float(d["max_duration"]), epoch_seconds=d["epoch_seconds"])
+                          max_duration=float(d["max_duration"]), epoch_seconds=d["epoch_seconds"],
+                          labeler=self._labeler())
 
     def _data_summary(self) -> dict:
         from .data import read_manifest
@@ -968,7 +1055,10 @@ class Trainer:
         feats, refs, sources, ids = self._dev_set()
         if not feats:
             return None
-        res = evaluate_log_probs(self.log_probs_fn(params), feats, refs, self.config.tokens,
+        tokens, to_ref = self._scoring_tokens()
+        if to_ref is not None:
+            refs = [to_ref(t) for t in refs]
+        res = evaluate_log_probs(self.log_probs_fn(params), feats, refs, tokens,
                                  blank=self.config.blank_index, groups=sources, beam_widths=beam_widths,
                                  batch_frames=int(self.recipe["data"]["dev_batch_frames"]), ids=ids)
         out = res["results"][beam_widths[0]]
@@ -998,6 +1088,9 @@ class Trainer:
         dev = self.state["history"][-1].get("dev") if self.state["history"] else None
         if n_avg > 1 and self.recipe["data"]["dev"]:
             dev = self.evaluate_dev(params)
+        if self.lexicon is not None:  # before config.json, which names it
+            Path(out).mkdir(parents=True, exist_ok=True)
+            self.lexicon.save(Path(out) / self.config.lexicon_file)
         save_model(out, self.config, params, card=self._model_card(dev, n_avg), dtype=dtype)
         self._log(f"exported model to {out}" + (f" (average of the last {n_avg} epochs)" if n_avg > 1 else ""))
         return out
@@ -1008,7 +1101,7 @@ class Trainer:
         ds = s["data_summary"]
         n_params = sum(v.size for v in self.params.values())
         lines = [f"# {c.name}", "",
-                 f"Character-level CTC acoustic model ({a.num_layers} x BiLSTM, hidden {a.hidden_size} per direction, "
+                 f"{'Phone' if c.units == 'phones' else 'Character'}-level CTC acoustic model ({a.num_layers} x BiLSTM, hidden {a.hidden_size} per direction, "
                  f"frame stacking x{a.frame_stacking}, {n_params:,} parameters, {c.features.kind} features "
                  f"{c.features.dim} dims, {c.normalization['mode']} normalization), trained "
                  + (f"from the weights of `{r['model']['init']}` (a warm start; see that model's card for how it "
@@ -1042,6 +1135,10 @@ class Trainer:
                 f"an evenly spaced subset of {dev['n']} of its {total_dev} utterances"
             lines.append(f"Dev set `{r['data']['dev']}` ({subset}), greedy decoding, no language model "
                          "(full evaluation: `tools/evaluate.py MODEL MANIFEST`):")
+            if c.units == "phones":
+                lines.append("(phone models: CER is the phone error rate against the reference's lexicon "
+                             "pronunciations, WER counts words as phone sequences; word WER needs the lexicon "
+                             "decoder of `tools/evaluate.py`)")
             lines += ["", "| subset | utterances | CER | WER |", "|---|---|---|---|",
                       f"| all | {dev['n']} | {dev['cer']:.2%} | {dev['wer']:.2%} |"]
             for g, v in dev.get("groups", {}).items():

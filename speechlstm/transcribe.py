@@ -238,6 +238,8 @@ class Recognizer:
         if grammar is not None:
             from .grammar import DEFAULT_GRAMMAR_THRESHOLD, load_grammar
 
+            if self.model.config.units != "chars":
+                raise ValueError("grammar mode needs a character model (this is a phone model)")
             self.grammar = load_grammar(grammar)
             self.grammar.compile(self.model.config.tokens, self.model.config.blank_index)  # errors now, not later
             t = DEFAULT_GRAMMAR_THRESHOLD if grammar_threshold is None else grammar_threshold
@@ -259,7 +261,8 @@ class Recognizer:
             lm = str(found) if found is not None and found.is_file() else None
         elif lm is False or (isinstance(lm, str) and lm.strip().lower() == "none"):
             lm = None
-        if lm is None and hotwords is None:
+        lexicon = getattr(self.model, "lexicon", None)  # phone models always decode through their lexicon
+        if lm is None and hotwords is None and lexicon is None:
             return None
         from . import decoding
 
@@ -268,6 +271,8 @@ class Recognizer:
         if isinstance(hotwords, str):
             hotwords = decoding.parse_hotwords(hotwords)
         opts = {"lm": lm, "hotwords": hotwords}
+        if lexicon is not None:
+            opts["lexicon"] = lexicon
         if alpha is not None:
             opts["alpha"] = float(alpha)
         if beta is not None:
@@ -403,7 +408,7 @@ class Recognizer:
 
     def _hypotheses(self, lp, beam: int, want: int) -> list:
         """Up to ``want`` hypotheses of one segment, best first, with ``text`` filled (at least one)."""
-        from .decoding import beam_search, greedy_decode, tokens_to_text
+        from .decoding import _empty_hypothesis, beam_search, greedy_decode, tokens_to_text
 
         cfg = self.model.config
         if self._fusion is not None:
@@ -414,8 +419,12 @@ class Recognizer:
             hyps = beam_search(lp, beam_width=beam, blank=cfg.blank_index)[:want]
         if not hyps:
             hyps = [greedy_decode(lp, blank=cfg.blank_index)]
+            if cfg.units != "chars":  # units that spell no lexicon word are not written down
+                hyps = [_empty_hypothesis(hyps[0].score)]
+                hyps[0].words = []
         for h in hyps:
-            h.text = tokens_to_text(h.token_ids, cfg.tokens)
+            if h.words is None:
+                h.text = tokens_to_text(h.token_ids, cfg.tokens)
         return hyps
 
     def _decode_log_probs(self, lp, offset: float = 0.0, beam: int | None = None, nbest: int = 1) -> "SegmentResult":
@@ -429,6 +438,8 @@ class Recognizer:
         hyps = self._hypotheses(lp, beam, beam if mode == "beam" else 1)
         best = hyps[0]
         spans = word_spans(lp, best.token_ids, cfg.tokens, cfg.blank_index, fallback_frames=best.frames)
+        if best.words is not None and len(best.words) == len(spans):  # lexicon decoding: the words, not the units
+            spans = [(w, *rest) for w, (_, *rest) in zip(best.words, spans)]
         feats = np.zeros((len(spans), 3), np.float64)
         for i, (_, _, _, f_mean, f_min) in enumerate(spans):
             feats[i, 0], feats[i, 1] = f_mean, f_min

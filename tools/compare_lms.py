@@ -62,7 +62,7 @@ def main(argv=None) -> int:
 
     data = manifest_log_probs(a.model, a.manifest, a.max_utterances, None, cache=a.cache)
     lps, refs, sources = data["log_probs"], data["refs"], data["sources"]
-    tokens, blank = data["tokens"], data["blank"]
+    tokens, blank, lexicon = data["tokens"], data["blank"], data["lexicon"]
     rows = []
 
     def run(name, size, dec, alpha=None, beta=None):
@@ -75,14 +75,14 @@ def main(argv=None) -> int:
     keys = ["all", "macro"] + sorted(set(sources))
     print(f"{len(lps)} utterances; columns: " + ", ".join(keys))
     print(f"{'lm':14s} {'MB':>6s} {'alpha':>5s} {'beta':>5s} " + " ".join(f"{k[:6]:>6s}" for k in keys))
-    run("greedy", 0.0, Decoder(tokens, blank=blank, beam_width=1))
-    run(f"beam{a.beam}", 0.0, Decoder(tokens, blank=blank, beam_width=a.beam))
+    run("greedy", 0.0, Decoder(tokens, blank=blank, beam_width=1, lexicon=lexicon))
+    run(f"beam{a.beam}", 0.0, Decoder(tokens, blank=blank, beam_width=a.beam, lexicon=lexicon))
     for spec in a.lm:
         name, _, path = spec.partition("=")
         if not path:
             name, path = Path(spec).parent.name, spec
         size = os.path.getsize(path) / 1e6
-        base = Decoder(tokens, blank=blank, beam_width=a.beam, lm=load_lm(path))
+        base = Decoder(tokens, blank=blank, beam_width=a.beam, lm=load_lm(path), lexicon=lexicon)
         for alpha in a.alphas:
             for beta in a.betas:
                 run(name, size, base.with_params(alpha=alpha, beta=beta), alpha, beta)

@@ -18,7 +18,9 @@ result, or greedy with ``--beam 1``), and as the **last line** a JSON summary::
      "per_source": {SOURCE: {"n", "greedy": {"wer", "cer"}, "beam": {"wer", "cer"}}},
      "worst": [{"id", "source", "cer", "wer", "ref", "hyp"}], "seconds", "audio_seconds"}
 
-(``beam`` repeats ``greedy`` with ``--beam 1``.)
+(``beam`` repeats ``greedy`` with ``--beam 1``.) Phone models are decoded through their lexicon at both widths
+(width 1 is then a lexicon-constrained search, not best-path decoding), with no LM: ``tools/compare_lms.py``
+adds the LM.
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ def evaluate(model_dir, manifest, beam: int = 8, max_utterances=None, worst: int
     srcs = [sources[i] for i in keep]
     widths = (1,) if beam <= 1 else (1, int(beam))
     res = evaluate_log_probs(model.log_probs, feats, refs, cfg.tokens, blank=cfg.blank_index, groups=srcs,
-                             beam_widths=widths, batch_frames=batch_frames, ids=[ids[i] for i in keep])
+                             beam_widths=widths, batch_frames=batch_frames, ids=[ids[i] for i in keep],
+                             lexicon=model.lexicon)
     g, b = res["results"][1], res["results"][widths[-1]]
 
     def rates(d):

@@ -53,7 +53,7 @@ def manifest_log_probs(model_dir, manifest, max_utterances=None, source=None, ba
             if json.loads(str(z["key"])) == key:
                 meta = json.loads(str(z["meta"]))
                 lps = [z[f"lp{i}"] for i in range(len(meta["ids"]))]
-                return {**meta, "log_probs": lps}
+                return {**meta, "log_probs": lps, "lexicon": model.lexicon}
     ids, audio, texts, sources = _read_manifest_items(str(manifest))
     keep = [i for i in range(len(ids)) if source is None or sources[i] == source]
     if max_utterances is not None and len(keep) > max_utterances:
@@ -79,7 +79,7 @@ def manifest_log_probs(model_dir, manifest, max_utterances=None, source=None, ba
         tmp = Path(str(cache) + ".tmp.npz")
         np.savez(tmp, key=json.dumps(key), meta=json.dumps(meta), **{f"lp{i}": lp for i, lp in enumerate(lps)})
         tmp.replace(cache)
-    return {**meta, "log_probs": lps}
+    return {**meta, "log_probs": lps, "lexicon": model.lexicon}
 
 
 def score(decoder, log_probs, refs):
@@ -133,12 +133,12 @@ def main(argv=None) -> int:
         lm = load_lm(args.lm)
         unk = DEFAULT_UNK_PENALTY if args.unk_penalty is None else args.unk_penalty
         tokens, blank = data["tokens"], data["blank"]
-        fusion = {"unk_penalty": unk, "lookahead": not args.no_lookahead}
+        fusion = {"unk_penalty": unk, "lookahead": not args.no_lookahead, "lexicon": data["lexicon"]}
         if args.prune is not None:
             fusion["prune_threshold"] = args.prune
         base = Decoder(tokens, blank=blank, beam_width=args.beam, lm=lm, **fusion)
-        greedy = score(Decoder(tokens, blank=blank, beam_width=1), lps, refs)
-        plain = score(Decoder(tokens, blank=blank, beam_width=args.beam), lps, refs)
+        greedy = score(Decoder(tokens, blank=blank, beam_width=1, lexicon=data["lexicon"]), lps, refs)
+        plain = score(Decoder(tokens, blank=blank, beam_width=args.beam, lexicon=data["lexicon"]), lps, refs)
         print(f"greedy:           WER {greedy[0]:7.2%}  CER {greedy[1]:7.2%}")
         print(f"beam {args.beam:<3d} no LM:    WER {plain[0]:7.2%}  CER {plain[1]:7.2%}  ({plain[3]:.2f} s)")
         print(f"\n{'alpha':>6} {'beta':>6} {'WER':>8} {'CER':>8} {'seconds':>8}")
