@@ -9,7 +9,8 @@ A *recipe* is a JSON object (``recipes/*.json``) with five sections; every field
               ("utterance", "global" or "none"), tokens ("chars", "phones" or an explicit list of characters,
               blank first), lexicon (phone models: the CMUdict file their labels and lexicon come from),
               forget_bias, init (a model directory to start from instead of random weights: fine-tuning or a
-              warm restart; its architecture and features must match, and its normalization statistics are
+              warm restart; its architecture and features must match, except that a larger hidden_size grows
+              it without changing its outputs (:func:`widen_params`), and its normalization statistics are
               kept), init_layers ("all": the tokens must match too; "encoder": the LSTM layers only, with a new
               output layer, e.g. to start a phone model from a character model's encoder)
     data      train: [[manifest, weight], ...], an entry optionally with options as a third element:
@@ -317,6 +318,67 @@ def _atomic_savez(path: Path, arrays: dict) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def widen_params(params: dict, H_from: int, fresh: dict, H_to: int, num_layers: int) -> dict:
+    """Grow a BiLSTM from ``H_from`` to ``H_to`` units per direction without changing what it computes.
+
+    The old weights keep their places (gate blocks ``i, f, g, o`` of ``H_to`` rows each; a layer above reads
+    ``[forward h, backward h]`` of ``H_to`` each); the new units take their incoming weights and biases from
+    ``fresh`` (a freshly initialized parameter set of the wide shape) and get zero outgoing weights, so the old
+    units and the output layer see exactly what they saw before and the new units start contributing as training
+    gives those weights values (Net2WiderNet-style growth, with zeros instead of copies so that the new units are
+    not replicas of old ones).
+
+    Parameters
+    ----------
+    params : dict of str to numpy.ndarray
+        The narrow model's weights (``H_from`` units per direction).
+    H_from, H_to : int
+        Old and new hidden sizes, ``H_from <= H_to``.
+    fresh : dict of str to numpy.ndarray
+        Weights of the wide shape (e.g. :func:`speechlstm.network.init_params`): the new units' incoming weights.
+    num_layers : int
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        float32 weights of the wide shape.
+
+    Examples
+    --------
+    >>> from speechlstm.model import ModelConfig
+    >>> from speechlstm.network import init_params
+    >>> narrow = init_params(ModelConfig.example(hidden_size=4, num_layers=2), seed=0)
+    >>> wide = widen_params(narrow, 4, init_params(ModelConfig.example(hidden_size=6, num_layers=2), seed=1), 6, 2)
+    >>> wide["lstm.1.fw.w_hh"].shape, float(abs(wide["output.weight"][:, 4:6]).max())
+    ((24, 6), 0.0)
+    """
+    if H_from > H_to:
+        raise ValueError(f"cannot narrow a model ({H_from} -> {H_to} units)")
+    old_rows = np.concatenate([g * H_to + np.arange(H_from) for g in range(4)])
+    old_units = np.concatenate([np.arange(H_from), H_to + np.arange(H_from)])  # columns of [fw h, bw h]
+    new_units = np.setdiff1d(np.arange(2 * H_to), old_units)
+    out = {}
+    for l in range(num_layers):
+        for d in ("fw", "bw"):
+            p = f"lstm.{l}.{d}."
+            w_ih = np.array(fresh[p + "w_ih"], dtype=np.float32)
+            w_hh = np.array(fresh[p + "w_hh"], dtype=np.float32)
+            bias = np.array(fresh[p + "bias"], dtype=np.float32)
+            cols = np.arange(w_ih.shape[1]) if l == 0 else old_units
+            if l > 0:
+                w_ih[np.ix_(old_rows, new_units)] = 0.0
+            w_ih[np.ix_(old_rows, cols)] = params[p + "w_ih"]
+            w_hh[np.ix_(old_rows, np.arange(H_from, H_to))] = 0.0
+            w_hh[np.ix_(old_rows, np.arange(H_from))] = params[p + "w_hh"]
+            bias[old_rows] = params[p + "bias"]
+            out[p + "w_ih"], out[p + "w_hh"], out[p + "bias"] = w_ih, w_hh, bias
+    w_out = np.zeros((params["output.weight"].shape[0], 2 * H_to), np.float32)
+    w_out[:, old_units] = params["output.weight"]
+    out["output.weight"] = w_out
+    out["output.bias"] = np.array(params["output.bias"], dtype=np.float32)
+    return out
 
 
 def _meta_array(meta: dict) -> np.ndarray:
@@ -649,6 +711,9 @@ class Trainer:
         src = load_model(path)
         mine, theirs = self.config.to_dict(), src.config.to_dict()
         encoder_only = self.recipe["model"]["init_layers"] == "encoder"
+        H_from, H_to = src.config.architecture.hidden_size, self.config.architecture.hidden_size
+        if H_from < H_to:  # a wider recipe: grow the init model (same function), then compare the rest
+            theirs["architecture"] = {**theirs["architecture"], "hidden_size": H_to}
         for key in ("features", "architecture") + (() if encoder_only else ("tokens", "blank_index")):
             if mine.get(key) != theirs.get(key):
                 raise ValueError(f"model.init: {path}: its {key} differ from the recipe's "
@@ -659,13 +724,17 @@ class Trainer:
                              f"the recipe asks for {want!r}")
         self.config.normalization = dict(src.config.normalization)
         params = {k: np.asarray(v, dtype=np.float32) for k, v in src.weights.items()}
-        if encoder_only:
-            from .network import init_params
+        from .network import init_params
 
-            fresh = init_params(self.config, int(self.recipe["seed"]),
-                                forget_bias=float(self.recipe["model"]["forget_bias"]))
+        fresh = init_params(self.config, int(self.recipe["seed"]),
+                            forget_bias=float(self.recipe["model"]["forget_bias"]))
+        if H_from < H_to:
+            params = widen_params(params, H_from, fresh, H_to, self.config.architecture.num_layers)
+        if encoder_only:
             params = {k: (fresh[k] if k.startswith("output.") else v) for k, v in params.items()}
-        self._log(f"initialized from {path}" + (" (LSTM layers; new output layer)" if encoder_only else ""))
+        self._log(f"initialized from {path}" + (" (LSTM layers; new output layer)" if encoder_only else "")
+                  + (f", widened from {H_from} to {H_to} units per direction (the new units start with zero "
+                     "outgoing weights)" if H_from < H_to else ""))
         return params
 
     def _restore(self, meta, params, m, v):

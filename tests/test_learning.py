@@ -184,8 +184,25 @@ def test_warm_start_from_a_model_directory(synthetic, tmp_path):
     assert second.config.normalization == exported.config.normalization
     assert second.train()["status"] == "finished"
 
+    # a wider recipe grows the model: same outputs at the start, and the new units learn
+    from speechlstm.network import forward_log_probs
+
+    wide_recipe = tiny_recipe(synthetic["train"], None, epochs=1, lr=0.005)
+    wide_recipe["model"].update(init=str(model_dir), hidden_size=32)
+    wide = Trainer(wide_recipe, tmp_path / "wide", verbose=False)
+    assert wide.params["lstm.0.fw.w_hh"].shape == (128, 32)
+    x = np.random.default_rng(3).standard_normal((2, 30, exported.config.architecture.input_dim)).astype(np.float32)
+    lengths = np.array([30, 21])
+    lp_narrow, _ = forward_log_probs(exported.weights, exported.config, x, lengths)
+    lp_wide, _ = forward_log_probs(wide.params, wide.config, x, lengths)
+    np.testing.assert_allclose(lp_wide, lp_narrow, atol=1e-5)
+    new_cols = np.r_[24:32, 56:64]
+    assert not wide.params["output.weight"][:, new_cols].any()
+    assert wide.train()["status"] == "finished"
+    assert np.abs(wide.params["output.weight"][:, new_cols]).max() > 1e-4   # the new units are used now
+
     bad = tiny_recipe(synthetic["train"], None, epochs=1)
-    bad["model"]["hidden_size"] = 16
+    bad["model"]["hidden_size"] = 16  # narrower than the init model: refused
     bad["model"]["init"] = str(model_dir)
     with pytest.raises(ValueError, match="architecture differ"):
         Trainer(bad, tmp_path / "c", verbose=False)
@@ -321,3 +338,26 @@ def test_nonspeech_clips_and_source_weights_in_a_run(synthetic, tmp_path, monkey
     out = tr.train()
     assert out["status"] == "finished"
     assert sorted(round(1 / s) for s in seen) == sorted(counts.values())
+
+
+def test_widen_params_keeps_what_a_deep_model_computes():
+    from speechlstm.model import ModelConfig
+    from speechlstm.network import forward_log_probs, init_params
+    from speechlstm.trainer import widen_params
+
+    narrow_cfg = ModelConfig.example(hidden_size=8, num_layers=3)
+    wide_cfg = ModelConfig.example(hidden_size=13, num_layers=3)
+    narrow = init_params(narrow_cfg, seed=0)
+    narrow["output.weight"] *= 4.0  # a peaked output, so that differences would show
+    wide = widen_params(narrow, 8, init_params(wide_cfg, seed=1), 13, 3)
+    assert {k: v.shape for k, v in wide.items()} == {k: tuple(s) for k, s in wide_cfg.expected_shapes().items()}
+    x = np.random.default_rng(0).standard_normal((3, 40, narrow_cfg.architecture.input_dim)).astype(np.float32)
+    lengths = np.array([40, 33, 7])
+    a, _ = forward_log_probs(narrow, narrow_cfg, x, lengths)
+    b, _ = forward_log_probs(wide, wide_cfg, x, lengths)
+    np.testing.assert_allclose(b, a, atol=1e-5)
+    # the new units are live (random inputs), and the gate blocks kept their order
+    assert np.abs(wide["lstm.1.bw.w_ih"][8:13]).max() > 0
+    np.testing.assert_array_equal(wide["lstm.2.fw.w_hh"][13 * 2:13 * 2 + 8, :8], narrow["lstm.2.fw.w_hh"][16:24])
+    with pytest.raises(ValueError, match="cannot narrow"):
+        widen_params(wide, 13, narrow, 8, 3)
