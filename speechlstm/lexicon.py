@@ -98,6 +98,7 @@ class LexiconError(SpeechlstmError, ValueError):
 
 _NP = len(PHONES)
 _PHONE_ID = {p: i for i, p in enumerate(PHONES)}
+_BASE_PHONE = {**{p: p for p in PHONES}, **{p + s: p for p in PHONES for s in "012"}}  # stress dropped
 _N_CHUNKS = 1 + _NP + _NP * _NP  # chunk 0: no phone; 1 + a: phone a; 1 + NP + a * NP + b: phones a b
 _CHUNK_BITS = 11
 assert _N_CHUNKS < 1 << _CHUNK_BITS
@@ -107,7 +108,6 @@ _CHUNK_PHONES = [()] + [(p,) for p in PHONES] + [(a, b) for a in PHONES for b in
 _SYM_BITS = 5
 _N_SYMS = 28
 _SYM = {"'": 1, **{chr(ord("a") + i): 2 + i for i in range(26)}}
-_WORD = re.compile(r"[a-z']*[a-z][a-z']*\Z")
 _VARIANT = re.compile(r"(.+)\(\d+\)\Z")
 
 # Last-resort sound of a letter for a G2P that never saw it pronounced (tiny training lexicons).
@@ -116,7 +116,10 @@ _LETTER_SOUND = dict(zip("abcdefghijklmnopqrstuvwxyz",
 
 
 def _valid_word(word) -> bool:
-    return isinstance(word, str) and _WORD.match(word) is not None
+    if not isinstance(word, str):
+        return False
+    letters = word.replace("'", "")  # only a-z and ', with at least one letter
+    return bool(letters) and letters.isascii() and letters.isalpha() and letters.islower()
 
 
 def _check_word(word) -> str:
@@ -164,17 +167,16 @@ def _parse_lines(lines: Iterable[str], source) -> dict[str, list[tuple[str, ...]
             word = m.group(1)
         if len(parts) < 2:
             raise LexiconError(f"{source}:{lineno}: no phones after {parts[0]!r}")
-        pron = []
-        for p in parts[1:]:
-            base = p[:-1] if p[-1] in "012" else p
-            if base not in _PHONE_ID:
-                raise LexiconError(f"{source}:{lineno}: unknown phone {p!r}")
-            pron.append(base)
+        try:
+            pron = tuple(map(_BASE_PHONE.__getitem__, parts[1:]))
+        except KeyError as e:
+            raise LexiconError(f"{source}:{lineno}: unknown phone {e.args[0]!r}") from None
         if not _valid_word(word):
             continue
-        prons = entries.setdefault(word, [])
-        pron = tuple(pron)
-        if pron not in prons:
+        prons = entries.get(word)
+        if prons is None:
+            entries[word] = [pron]
+        elif pron not in prons:
             prons.append(pron)
     return entries
 

@@ -1147,19 +1147,37 @@ class Trainer:
             return average_params(dicts), len(dicts)
         return {k: v.copy() for k, v in self.params.items()}, 1
 
-    def export(self, out_dir=None, dtype=np.float32) -> Path:
+    def export(self, out_dir=None, dtype=np.float32, lm=None) -> Path:
         """Write the model directory (default ``run_dir/model``) with a model card; returns its path.
 
-        ``dtype`` float16 halves the weights file (widened to float32 at load).
+        ``dtype`` float16 halves the weights file (widened to float32 at load). ``lm`` (an ``lm.bin``, ARPA file or
+        directory, see :func:`speechlstm.decoding.load_lm`) is written into the directory as ``lm.bin``, the LM
+        the recognizer uses by default; a phone model's lexicon then also gets the pronunciations of the LM's
+        words it lacks (from its G2P), so that decoding needs no G2P at start-up.
         """
         out = Path(out_dir) if out_dir is not None else self.run_dir / "model"
+        word_lm = None
+        if lm is not None:
+            from .decoding import load_lm
+
+            word_lm = load_lm(lm)
         params, n_avg = self.final_params()
         dev = self.state["history"][-1].get("dev") if self.state["history"] else None
         if n_avg > 1 and self.recipe["data"]["dev"]:
             dev = self.evaluate_dev(params)
+        Path(out).mkdir(parents=True, exist_ok=True)
+        if word_lm is not None:
+            word_lm.save(Path(out) / "lm.bin")
         if self.lexicon is not None:  # before config.json, which names it
-            Path(out).mkdir(parents=True, exist_ok=True)
-            self.lexicon.save(Path(out) / self.config.lexicon_file)
+            lexicon = self.lexicon
+            if word_lm is not None:
+                from .lexicon import _valid_word
+
+                extra = [w for w in word_lm.vocab if w not in lexicon and _valid_word(w)]
+                if extra and lexicon.g2p is not None:
+                    lexicon = lexicon.subset(list(lexicon) + extra)
+                    self._log(f"lexicon: {len(extra)} LM words pronounced by the G2P")
+            lexicon.save(Path(out) / self.config.lexicon_file)
         save_model(out, self.config, params, card=self._model_card(dev, n_avg), dtype=dtype)
         self._log(f"exported model to {out}" + (f" (average of the last {n_avg} epochs)" if n_avg > 1 else ""))
         return out

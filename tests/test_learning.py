@@ -284,6 +284,23 @@ def test_train_cli_new_run_refuse_resume(synthetic, tmp_path):
     full = load_model(done["model_dir"]).weights
     for k, w in load_model(half).weights.items():
         assert np.allclose(w, full[k], rtol=1e-3, atol=1e-3), k
+    # an export with its word LM: the recognizer's default lm.bin; a bad LM is refused before anything runs
+    from speechlstm.lm import build_lm, write_arpa
+
+    arpa = tmp_path / "words.arpa"
+    write_arpa(build_lm([["b", "a"], ["a", "b", "c"]], order=2), arpa)
+    with_lm = tmp_path / "with_lm"
+    p = subprocess.run(cmd + ["--export-only", "--export", str(with_lm), "--export-lm", str(arpa)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    from speechlstm.decoding import load_lm
+
+    assert load_lm(with_lm / "lm.bin").vocab == load_lm(arpa).vocab
+    for bad in (["--export", str(tmp_path / "x"), "--export-lm", str(tmp_path / "nowhere.arpa")],
+                ["--export-lm", str(arpa)]):
+        p = subprocess.run(cmd + ["--export-only"] + bad, capture_output=True, text=True)
+        assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert not (tmp_path / "x").exists()
 
 
 def test_sweep_trains_each_variant_once(synthetic, tmp_path):

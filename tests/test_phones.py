@@ -213,6 +213,18 @@ def test_encoder_warm_start_gets_a_new_output_layer(tone_task, tmp_path):
         if k.startswith("lstm."):
             assert np.array_equal(phones.params[k], w), k
     assert phones.params["output.weight"].shape == (len(PHONE_TOKENS), 48)
+    # an export with a word LM: the LM's words outside the lexicon get G2P pronunciations in the model's lexicon
+    from speechlstm.lm import build_lm
+
+    lm_dir = tmp_path / "lm"
+    lm_dir.mkdir()
+    build_lm([["abca", "bacab"], ["abca"]], order=2).save(lm_dir / "lm.bin")
+    assert "bacab" not in phones.lexicon
+    out = phones.export(tmp_path / "exported", lm=lm_dir)
+    exported = load_model(out)
+    assert "bacab" in exported.lexicon and exported.lexicon.pronunciations("bacab") == \
+        phones.lexicon.pronunciations("bacab")
+    assert (out / "lm.bin").is_file() and len(exported.lexicon) == len(phones.lexicon) + 1
     recipe["model"]["init_layers"] = "decoder"
     with pytest.raises(ValueError, match="init_layers must be"):
         Trainer(recipe, tmp_path / "bad", verbose=False)

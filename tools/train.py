@@ -52,6 +52,9 @@ def parse_args(argv=None):
     ap.add_argument("--checkpoint-minutes", type=float, help="override run.checkpoint_minutes")
     ap.add_argument("--export", metavar="DIR", help="also write the final model to DIR")
     ap.add_argument("--export-only", action="store_true", help="export the checkpoint's model and exit")
+    ap.add_argument("--export-lm", metavar="LM", help="with --export: put this word LM (lm.bin, ARPA or a folder "
+                    "holding one) into the exported model as its default lm.bin (phone models: with the LM words' "
+                    "pronunciations in their lexicon)")
     ap.add_argument("--export-dtype", choices=("float32", "float16"), default="float32",
                     help="weights dtype of the --export copy (float16: half the size; RUN_DIR/model stays float32)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -68,6 +71,18 @@ def main(argv=None) -> int:
 
     run_dir = Path(args.run_dir)
     have_ckpt = (run_dir / CHECKPOINT).is_file()
+    if args.export_lm is not None:  # checked now, not after hours of training
+        from speechlstm.decoding import load_lm
+        from speechlstm.errors import LMError
+
+        if not args.export:
+            print("error: --export-lm needs --export DIR", file=sys.stderr)
+            return 1
+        try:
+            load_lm(args.export_lm)
+        except LMError as exc:
+            print(f"error: --export-lm: {exc}", file=sys.stderr)
+            return 1
     progress, verbose = not args.no_progress, not args.quiet
     try:
         if have_ckpt and (args.resume or args.export_only):
@@ -105,7 +120,8 @@ def main(argv=None) -> int:
         return 1
 
     if args.export_only:
-        out = trainer.export(args.export, dtype=np.dtype(args.export_dtype) if args.export else np.float32)
+        out = trainer.export(args.export, dtype=np.dtype(args.export_dtype) if args.export else np.float32,
+                             lm=args.export_lm if args.export else None)
         print(json.dumps({"status": "exported", "model_dir": str(out)}))
         return 0
 
@@ -125,7 +141,7 @@ def main(argv=None) -> int:
         print(json.dumps({"status": "diverged", "step": trainer.state["step"], "epoch": trainer.state["epoch"]}))
         return 3
     if args.export and "model_dir" in result:
-        trainer.export(args.export, dtype=np.dtype(args.export_dtype))
+        trainer.export(args.export, dtype=np.dtype(args.export_dtype), lm=args.export_lm)
         result["export"] = str(args.export)
     summary = {k: result[k] for k in ("status", "step", "epoch", "batch")}
     if result["history"]:
