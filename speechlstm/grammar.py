@@ -42,7 +42,7 @@ import numpy as np
 from .errors import SpeechlstmError
 
 __all__ = ["Grammar", "GrammarError", "GrammarMatch", "load_grammar", "DEFAULT_GRAMMAR_THRESHOLD",
-           "DEFAULT_FILLER_BEAM", "MAX_PHRASES"]
+           "DEFAULT_FILLER_BEAM", "MAX_PHRASES", "MAX_PRONUNCIATIONS"]
 
 DEFAULT_GRAMMAR_THRESHOLD = 0.3
 """Default rejection threshold on a phrase's confidence (posterior against the free-decoding filler): tuned with
@@ -101,8 +101,16 @@ class GrammarMatch:
 class _Compiled:
     parent: np.ndarray
     label: np.ndarray
-    ends: np.ndarray
-    labels: list
+    ends: np.ndarray   # trie node of each path
+    labels: list       # token ids of each path
+    owner: np.ndarray  # phrase of each path (a phone model's phrase has a path per pronunciation)
+    first: np.ndarray  # first path of each phrase
+    index: dict        # tuple of token ids -> phrase
+
+
+MAX_PRONUNCIATIONS = 16
+"""Most pronunciations of one phrase a phone model's grammar tries (the products of its words' variants, first
+ones first)."""
 
 
 class Grammar:
@@ -221,39 +229,53 @@ class Grammar:
         return cls.from_lines(text.splitlines(), source=path)
 
     # ------------------------------------------------------------------ decoding
-    def compile(self, tokens, blank: int = 0) -> _Compiled:
-        """Prefix trie of the phrases' token ids for a model's token list (cached per token list)."""
-        key = (tuple(tokens), int(blank))
+    def compile(self, tokens, blank: int = 0, lexicon=None) -> _Compiled:
+        """Prefix trie of the phrases' token ids for a model's token list (cached per token list and lexicon).
+
+        Character models spell each phrase; phone models (``lexicon``: their
+        :class:`speechlstm.lexicon.Lexicon`) pronounce it, every combination of its words' pronunciations (at
+        most :data:`MAX_PRONUNCIATIONS`, G2P for words outside the lexicon) with the word-boundary token ``" "``
+        between words.
+        """
+        key = (tuple(tokens), int(blank), id(lexicon))
         c = self._compiled.get(key)
         if c is not None:
             return c
         from .text import text_to_ids
 
-        parent, label, ends, labels = [0], [0], [], []
+        parent, label, ends, labels, owner, first = [0], [0], [], [], [], []
         children: dict = {}
-        for p, n in zip(self.phrases, self.lines):
+        index: dict = {}
+        tok = {t: i for i, t in enumerate(tokens)}
+        for k, (p, n) in enumerate(zip(self.phrases, self.lines)):
             try:
-                ids = text_to_ids(p, tokens, blank)
+                paths = [text_to_ids(p, tokens, blank)] if lexicon is None else _pronounced(p, lexicon, tok)
             except ValueError as exc:
-                raise GrammarError(f"{self.source}:{n}: phrase {p!r} cannot be spelled with the model's tokens "
-                                   f"({exc})") from None
-            node = 0
-            for t in ids.tolist():
-                nxt = children.get((node, t))
-                if nxt is None:
-                    nxt = len(parent)
-                    children[(node, t)] = nxt
-                    parent.append(node)
-                    label.append(t)
-                node = nxt
-            ends.append(node)
-            labels.append(ids)
-        c = _Compiled(np.array(parent, np.int32), np.array(label, np.int32), np.array(ends, np.int64), labels)
+                how = "spelled with the model's tokens" if lexicon is None else "pronounced with the model's lexicon"
+                raise GrammarError(f"{self.source}:{n}: phrase {p!r} cannot be {how} ({exc})") from None
+            first.append(len(ends))
+            for ids in paths:
+                node = 0
+                for t in ids.tolist():
+                    nxt = children.get((node, t))
+                    if nxt is None:
+                        nxt = len(parent)
+                        children[(node, t)] = nxt
+                        parent.append(node)
+                        label.append(t)
+                    node = nxt
+                ends.append(node)
+                labels.append(ids)
+                owner.append(k)
+                index.setdefault(tuple(ids.tolist()), k)
+        c = _Compiled(np.array(parent, np.int32), np.array(label, np.int32), np.array(ends, np.int64), labels,
+                      np.array(owner, np.int64), np.array(first, np.int64), index)
         self._compiled[key] = c
         return c
 
-    def phrase_log_probs(self, log_probs, tokens, blank: int = 0) -> np.ndarray:
-        """``log p(phrase | log_probs)`` of every phrase (CTC forward sum over all alignments), float64.
+    def phrase_log_probs(self, log_probs, tokens, blank: int = 0, lexicon=None) -> np.ndarray:
+        """``log p(phrase | log_probs)`` of every phrase (CTC forward sum over all alignments and, for a phone
+        model's ``lexicon``, over the phrase's pronunciations), float64.
 
         Examples
         --------
@@ -262,18 +284,28 @@ class Grammar:
         >>> np.round(np.exp(g.phrase_log_probs(lp, ["_", "a", "b"])), 4).tolist()
         [0.664, 0.013]
         """
-        from .kernels import align
-
         lp = np.ascontiguousarray(log_probs, dtype=np.float32)
         if lp.ndim != 2 or lp.shape[1] != len(tokens):
             raise ValueError(f"log_probs must be (T, {len(tokens)}), got {lp.shape}")
-        c = self.compile(tokens, blank)
+        c = self.compile(tokens, blank, lexicon)
+        return self._sum_paths(c, self._path_log_probs(lp, c, blank))
+
+    def _path_log_probs(self, lp, c: _Compiled, blank: int) -> np.ndarray:
+        from .kernels import align
+
         if lp.shape[0] == 0:
-            return np.full(len(self.phrases), -np.inf)
+            return np.full(len(c.ends), -np.inf)
         return align.trie_forward_kernel(lp, c.parent, c.label, int(blank))[c.ends]
 
+    def _sum_paths(self, c: _Compiled, paths: np.ndarray) -> np.ndarray:
+        if len(paths) == len(self.phrases):
+            return np.array(paths, np.float64)
+        out = np.full(len(self.phrases), -np.inf)
+        np.logaddexp.at(out, c.owner, paths)  # a phrase's pronunciations are alternatives: their sum
+        return out
+
     def match(self, log_probs, tokens, blank: int = 0, threshold: float = DEFAULT_GRAMMAR_THRESHOLD,
-              nbest: int = 1, filler_beam: int = DEFAULT_FILLER_BEAM) -> GrammarMatch:
+              nbest: int = 1, filler_beam: int = DEFAULT_FILLER_BEAM, lexicon=None) -> GrammarMatch:
         """The phrase the log-probabilities say, or no match.
 
         Parameters
@@ -292,6 +324,8 @@ class Grammar:
             Beam width of the free decoding that supplies the filler; 0 disables the filler (the best
             phrase is then always accepted when the threshold is 0, and confidences are relative to the
             grammar only).
+        lexicon : speechlstm.lexicon.Lexicon, optional
+            A phone model's pronunciation lexicon (see :meth:`compile`).
 
         Returns
         -------
@@ -315,21 +349,27 @@ class Grammar:
         if int(nbest) < 1:
             raise ValueError("nbest must be >= 1")
         lp = np.ascontiguousarray(log_probs, dtype=np.float32)
-        scores = self.phrase_log_probs(lp, tokens, blank)
+        if lp.ndim != 2 or lp.shape[1] != len(tokens):
+            raise ValueError(f"log_probs must be (T, {len(tokens)}), got {lp.shape}")
+        c = self.compile(tokens, blank, lexicon)
+        path_scores = self._path_log_probs(lp, c, blank)
+        scores = self._sum_paths(c, path_scores)
         filler = -math.inf
         if filler_beam and lp.shape[0] > 0:
-            labels = self.compile(tokens, blank).labels
+            space = tokens.index(" ") if " " in tokens else -1
             for h in beam_search(lp, beam_width=int(filler_beam), blank=blank):
-                i = self._index.get(tokens_to_text(h.token_ids, tokens))
+                if lexicon is None:
+                    i = self._index.get(tokens_to_text(h.token_ids, tokens))
+                else:  # the phones of one of the phrase's pronunciations, boundaries tidied as text would be
+                    i = c.index.get(_tidy(h.token_ids, space))
                 if i is None:
                     filler = float(np.logaddexp(filler, h.score))
-                elif not np.array_equal(h.token_ids, labels[i]):
+                elif not any(np.array_equal(h.token_ids, c.labels[j]) for j in np.flatnonzero(c.owner == i)):
                     # the same words spelled with other spaces (e.g. a trailing one): the phrase's mass too
                     scores[i] = np.logaddexp(scores[i], h.score)
         top = float(np.max(scores)) if len(scores) else -math.inf
         ref = max(top, filler)
         if ref == -math.inf:
-            c = self.compile(tokens, blank)
             return GrammarMatch("", False, 0.0, self.phrases[0], -math.inf, c.labels[0],
                                 [{"text": self.phrases[0], "score": -math.inf, "confidence": 0.0}], filler)
         with np.errstate(under="ignore"):
@@ -341,9 +381,44 @@ class Grammar:
         conf = float(min(1.0, max(0.0, post[best])))
         matched = conf >= float(threshold)
         alts = [{"text": self.phrases[i], "score": float(scores[i]), "confidence": float(post[i])} for i in order]
-        labels = self.compile(tokens, blank).labels[best]
+        paths = np.flatnonzero(c.owner == best)  # its most likely pronunciation, for word times
+        labels = c.labels[int(paths[int(np.argmax(path_scores[paths]))])]
         return GrammarMatch(self.phrases[best] if matched else "", matched, conf, self.phrases[best],
                             float(scores[best]), labels, alts, filler)
+
+
+def _pronounced(phrase: str, lexicon, tok: dict) -> list:
+    """Token-id arrays of a phrase's pronunciations (phones, ``" "`` between words), at most
+    :data:`MAX_PRONUNCIATIONS`, in order of the words' variants."""
+    import itertools
+
+    if " " not in tok:
+        raise ValueError("the model has no word-boundary token")
+    words = [lexicon.pronunciations(w) for w in phrase.split()]
+    out = []
+    for combo in itertools.islice(itertools.product(*words), MAX_PRONUNCIATIONS):
+        ids = []
+        for i, pron in enumerate(combo):
+            if i:
+                ids.append(tok[" "])
+            for ph in pron:
+                if ph not in tok:
+                    raise ValueError(f"phone {ph!r} is not one of the model's tokens")
+                ids.append(tok[ph])
+        out.append(np.array(ids, np.int32))
+    return out
+
+
+def _tidy(ids, space: int) -> tuple:
+    """Token ids without boundary tokens at the ends or repeated (how a phrase's own labels are written)."""
+    out = []
+    for t in np.asarray(ids).tolist():
+        if t == space and (not out or out[-1] == space):
+            continue
+        out.append(t)
+    while out and out[-1] == space:
+        out.pop()
+    return tuple(out)
 
 
 def load_grammar(grammar) -> Grammar:

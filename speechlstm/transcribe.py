@@ -238,10 +238,9 @@ class Recognizer:
         if grammar is not None:
             from .grammar import DEFAULT_GRAMMAR_THRESHOLD, load_grammar
 
-            if self.model.config.units != "chars":
-                raise ValueError("grammar mode needs a character model (this is a phone model)")
             self.grammar = load_grammar(grammar)
-            self.grammar.compile(self.model.config.tokens, self.model.config.blank_index)  # errors now, not later
+            self.grammar.compile(self.model.config.tokens, self.model.config.blank_index,
+                                 getattr(self.model, "lexicon", None))  # errors now, not later
             t = DEFAULT_GRAMMAR_THRESHOLD if grammar_threshold is None else grammar_threshold
             if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= float(t) <= 1.0:
                 raise ValueError(f"grammar_threshold must be a number in [0, 1], got {grammar_threshold!r}")
@@ -472,10 +471,14 @@ class Recognizer:
         else:
             lp, times = np.zeros((0, len(cfg.tokens)), np.float32), np.zeros(0)
         m = self.grammar.match(lp, cfg.tokens, cfg.blank_index, threshold=self.grammar_threshold, nbest=nbest,
-                               filler_beam=max(DEFAULT_FILLER_BEAM, beam))
+                               filler_beam=max(DEFAULT_FILLER_BEAM, beam), lexicon=getattr(self.model, "lexicon", None))
         words = []
         if m.matched:
-            for w, first, last, _, _ in word_spans(lp, m.label_ids, cfg.tokens, cfg.blank_index):
+            spans = word_spans(lp, m.label_ids, cfg.tokens, cfg.blank_index)
+            phrase_words = m.text.split()
+            if len(spans) == len(phrase_words):  # a phone model's spans are phones: write the phrase's words
+                spans = [(w, *rest) for w, (_, *rest) in zip(phrase_words, spans)]
+            for w, first, last, _, _ in spans:
                 words.append(Word(w, float(times[first]), float(times[last] + fs), m.confidence))
             for p in pieces:
                 p["text"] = " ".join(w.word for w in words if p["start"] <= w.start < p["end"])

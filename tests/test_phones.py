@@ -146,6 +146,33 @@ def test_hotwords_of_a_phone_model_use_the_g2p(homophones):
         Decoder(PHONE_TOKENS, lexicon=no_g2p, hotwords="to zz")
 
 
+def test_grammar_of_a_phone_model_sums_pronunciations_and_rejects_other_speech():
+    from speechlstm.grammar import Grammar, GrammarError
+
+    lex = Lexicon({"tomato": [("T", "AH", "M", "EY", "T", "OW"), ("T", "AH", "M", "AA", "T", "OW")],
+                   "soup": [("S", "UW", "P")], "stop": [("S", "T", "AA", "P")]})
+    g = Grammar.from_lines(["tomato soup", "stop"])
+    c = g.compile(PHONE_TOKENS, 0, lex)
+    assert len(c.labels) == 3 and c.owner.tolist() == [0, 0, 1]
+    said = ["T", "AH", "M", "AA", "T", "OW", " ", "S", "UW", "P"]  # the second pronunciation
+    lp = log_probs_of(said)
+    m = g.match(lp, PHONE_TOKENS, 0, lexicon=lex)
+    assert m.matched and m.text == "tomato soup" and m.confidence > 0.5
+    assert [PHONE_TOKENS[i] for i in m.label_ids] == said  # the pronunciation that was said, for word times
+    # the phrase's score is the sum over its pronunciations
+    one = [Grammar.from_lines(["tomato soup"]).phrase_log_probs(
+        lp, PHONE_TOKENS, 0, Lexicon({"tomato": [p], "soup": [("S", "UW", "P")]})) for p in lex.pronunciations("tomato")]
+    np.testing.assert_allclose(g.phrase_log_probs(lp, PHONE_TOKENS, 0, lex)[0], np.logaddexp(one[0], one[1]))
+    # other speech goes to the filler and is rejected
+    m = g.match(log_probs_of(["K", "AE", "T"]), PHONE_TOKENS, 0, lexicon=lex)
+    assert not m.matched and m.text == ""
+    # a word outside the lexicon: the G2P, or a one-line error without one
+    with pytest.raises(GrammarError, match="cannot be pronounced"):
+        Grammar.from_lines(["stop the soup"]).compile(PHONE_TOKENS, 0, lex)
+    lex.g2p = G2P.fit({"the": [("DH", "AH")], "top": [("T", "AA", "P")], "sup": [("S", "AH", "P")]})
+    assert len(Grammar.from_lines(["stop the soup"]).compile(PHONE_TOKENS, 0, lex).labels) == 1
+
+
 # ---------------------------------------------------------------- training and the engine, end to end
 @pytest.fixture(scope="module")
 def tone_task(tmp_path_factory):
@@ -190,8 +217,15 @@ def test_phone_model_learns_and_transcribes_words(tone_task, tmp_path):
         assert all(w.word in model.lexicon for w in t.words) and t.text == " ".join(w.word for w in t.words)
         counter.add(it["text"], t.text)
     assert counter.cer < CER_BOUND, counter.to_dict()
-    with pytest.raises(ValueError, match="grammar mode needs a character model"):
-        Recognizer(result["model_dir"], grammar=["a b"])
+    # grammar mode: the phrases are pronounced through the lexicon
+    phrases = sorted({it["text"] for it in items})
+    g = Recognizer(result["model_dir"], grammar=phrases, grammar_threshold=0.0)
+    right = 0
+    for it in items:
+        t = g.transcribe(tone_task["dir"] / it["audio"])
+        assert t.matched and t.text in phrases and [w.word for w in t.words] == t.text.split()
+        right += t.text == it["text"]
+    assert right >= 0.75 * len(items), (right, len(items))
 
 
 def test_encoder_warm_start_gets_a_new_output_layer(tone_task, tmp_path):

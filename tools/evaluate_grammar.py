@@ -81,7 +81,7 @@ def evaluate_grammar(model_dir, manifest, grammar, sources=DEFAULT_SOURCES, beam
     ids, paths, refs, srcs = load_items(manifest, set(sources) if sources else None, max_utterances)
     results, per_source = [], {}
     for i, lp in iter_log_probs(model, paths):
-        m = g.match(lp, cfg.tokens, cfg.blank_index, threshold=0.0, filler_beam=beam)
+        m = g.match(lp, cfg.tokens, cfg.blank_index, threshold=0.0, filler_beam=beam, lexicon=model.lexicon)
         r = (refs[i], m.phrase, m.confidence, refs[i] in g)
         results.append(r)
         per_source.setdefault(srcs[i], []).append(r)
