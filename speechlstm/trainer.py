@@ -56,7 +56,9 @@ dropout masks of a batch come from a generator seeded with ``(seed, epoch, batch
 exactly the updates an uninterrupted one makes: the parameters are bitwise identical.
 
 Files in ``run_dir``: ``checkpoint.npz``, ``log.csv`` (one row per epoch: epoch, step, loss, lr, grad_norm,
-dev_cer, dev_wer, seconds, skipped, infeasible), ``steps.csv`` (every ``log_every`` steps), ``train.log``,
+dev_cer, dev_wer, seconds, skipped, infeasible), ``dev.csv`` (the dev error per source after each epoch: epoch,
+step, source, utterances, cer, wer; source ``all`` is the whole set), ``steps.csv`` (every ``log_every`` steps),
+``train.log``,
 ``snapshots/epoch-NNNN.npz`` (parameters at the end of the last ``average_last`` epochs, averaged at export),
 ``model/`` (the exported model directory, :func:`speechlstm.model.load_model` format) and, for phone models,
 ``lexicon.txt.gz`` (the pronunciation lexicon and G2P the run labels with, copied into the exported model).
@@ -101,6 +103,7 @@ LEXICON_FILE = "lexicon.txt.gz"
 EPOCH_COLUMNS = ["epoch", "step", "loss", "lr", "grad_norm", "dev_cer", "dev_wer", "seconds", "skipped",
                  "infeasible"]
 STEP_COLUMNS = ["step", "epoch", "batch", "loss", "lr", "grad_norm", "utterances", "frames", "seconds"]
+DEV_COLUMNS = ["epoch", "step", "source", "utterances", "cer", "wer"]
 
 DEFAULT_RECIPE = {
     "name": "speechlstm",
@@ -830,6 +833,15 @@ class Trainer:
             tmp = p.with_name(name + ".tmp")
             tmp.write_text(buf.getvalue(), encoding="utf-8")
             os.replace(tmp, p)
+        # dev.csv is rewritten from the checkpoint's history (runs from before it existed get it too)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=DEV_COLUMNS)
+        w.writeheader()
+        for hist in (s["history"] if s is not None else []):
+            w.writerows(_dev_rows(hist))
+        tmp = self.run_dir / "dev.csv.tmp"
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+        os.replace(tmp, self.run_dir / "dev.csv")
 
     def _append_csv(self, name, cols, row):
         with open(self.run_dir / name, "a", newline="", encoding="utf-8") as f:
@@ -1075,6 +1087,8 @@ class Trainer:
         hist = dict(row)
         if dev:
             hist["dev"] = dev
+            for r in _dev_rows(hist):
+                self._append_csv("dev.csv", DEV_COLUMNS, r)
         s["history"].append(hist)
         self._log(f"epoch {epoch} done: step {s['step']}, loss {row['loss']}, lr {row['lr']}, "
                   f"grad norm {row['grad_norm']}, dev CER {row['dev_cer']} WER {row['dev_wer']}, "
@@ -1230,10 +1244,34 @@ class Trainer:
                       f"| all | {dev['n']} | {dev['cer']:.2%} | {dev['wer']:.2%} |"]
             for g, v in dev.get("groups", {}).items():
                 lines.append(f"| {g} | {v['n']} | {v['cer']:.2%} | {v['wer']:.2%} |")
+            curve = [h for h in s["history"] if h.get("dev")]
+            if len(curve) > 1:
+                groups = sorted(curve[-1]["dev"].get("groups", {}))
+                lines += ["", "Dev curve (greedy CER / WER after each epoch, from `dev.csv`):", "",
+                          "| epoch | step | all | " + " | ".join(groups) + " |",
+                          "|---|---|---|" + "---|" * len(groups)]
+                for h in curve:
+                    d, gs = h["dev"], h["dev"].get("groups", {})
+                    cells = [f"{d['cer']:.1%} / {d['wer']:.1%}"] + [
+                        f"{gs[g]['cer']:.1%} / {gs[g]['wer']:.1%}" if g in gs else "" for g in groups]
+                    lines.append(f"| {h['epoch']} | {h['step']} | " + " | ".join(cells) + " |")
         else:
             lines.append("No dev set was configured: accuracy not measured.")
         lines += ["", "## Recipe", "", "```json", json.dumps(r, indent=2), "```", ""]
         return "\n".join(lines)
+
+
+def _dev_rows(hist: dict) -> list:
+    """``dev.csv`` rows of one epoch's history entry: the whole dev set (``all``), then each source."""
+    dev = hist.get("dev")
+    if not dev:
+        return []
+    rows = [{"epoch": hist["epoch"], "step": hist["step"], "source": "all", "utterances": dev["n"],
+             "cer": _fmt(dev["cer"]), "wer": _fmt(dev["wer"])}]
+    for g, v in sorted(dev.get("groups", {}).items()):
+        rows.append({"epoch": hist["epoch"], "step": hist["step"], "source": g, "utterances": v["n"],
+                     "cer": _fmt(v["cer"]), "wer": _fmt(v["wer"])})
+    return rows
 
 
 def _resolve_train_device(device: str) -> str:

@@ -123,7 +123,17 @@ def test_tiny_model_learns_synthetic_task(synthetic, tmp_path):
         header, *rows = f.read().splitlines()
     assert header.split(",")[:7] == ["epoch", "step", "loss", "lr", "grad_norm", "dev_cer", "dev_wer"]
     assert len(rows) == EPOCHS
-    assert "CER" in (run / "model" / "README.md").read_text()
+    card = (run / "model" / "README.md").read_text()
+    assert "CER" in card and "Dev curve" in card
+    # the per-source dev curve
+    import csv
+
+    with open(run / "dev.csv", encoding="utf-8", newline="") as f:
+        dev_rows = list(csv.DictReader(f))
+    overall = [r for r in dev_rows if r["source"] == "all"]
+    assert [int(r["epoch"]) for r in overall] == list(range(EPOCHS))
+    assert [float(r["cer"]) for r in overall] == pytest.approx([float(h["dev_cer"]) for h in hist], rel=1e-5)
+    assert {r["source"] for r in dev_rows} == {"all", "synthetic_dev"}
 
     # tools/evaluate.py on the exported model: JSON summary on the last line
     out = subprocess.run([sys.executable, str(REPO / "tools" / "evaluate.py"), str(run / "model"),
